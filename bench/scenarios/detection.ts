@@ -1,0 +1,101 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Skip, type Scenario } from '../lib/context.js';
+import type { DerivedFleet } from '../lib/fleet.js';
+import type { FleetResult, FleetSpec, LoadSpec, MeasureResult, SetupResult } from '../lib/ipc.js';
+import { closeLoadgen, startLoadgen } from '../lib/measure.js';
+import { insertFleet, migrateSchema, newSchemaName } from '../lib/pg.js';
+import { processCpuSeconds, sleep } from '../lib/procfs.js';
+import { startHive } from '../lib/servers.js';
+import { ROOT, spawnNode } from '../lib/spawn.js';
+import { percentile } from '../lib/stats.js';
+
+// Detection lag under load: 10,000 workers heartbeat every second over
+// streams (a second load generator process, timer-driven like agents) while
+// the closed-loop stream load of the throughput scenario runs beside them;
+// the monitor (bin/hive-monitor.mjs) watches the hive. Some workers go
+// silent; a watch on STALE workers reports each mark, and its lag is read
+// off the hive's clock: state_since - last_seen - 2 x interval.
+
+/** BENCH_MONITOR_ENTRY runs another monitor entry point (same flags) instead of bin/hive-monitor.mjs. */
+const MONITOR_ENTRY = process.env.BENCH_MONITOR_ENTRY || 'bin/hive-monitor.mjs';
+
+export function monitorMissing(): string | null {
+  if (process.env.BENCH_MONITOR_ENTRY) return existsSync(resolve(ROOT, MONITOR_ENTRY)) ? null : `monitor not available (BENCH_MONITOR_ENTRY=${MONITOR_ENTRY} does not exist)`;
+  if (!existsSync(join(ROOT, 'monitor/main.ts'))) return 'monitor not available (monitor/main.ts does not exist yet)';
+  return null;
+}
+
+export const detectionScenario: Scenario = {
+  name: 'detection',
+  title: 'detection lag, 10,000 workers at 1 s under stream load',
+  quick: false,
+  async run(ctx) {
+    const missing = monitorMissing();
+    if (missing) throw new Skip(`skipped: ${missing}`);
+    const n = ctx.opts.detectionWorkers;
+    const url = ctx.opts.databaseUrl;
+    const schema = newSchemaName();
+    await migrateSchema(url, schema);
+    const fleet: DerivedFleet = { prefix: 'bench-d-', seed: `${schema}d`, count: n };
+    const loadFleet: DerivedFleet = { prefix: 'bench-l-', seed: `${schema}l`, count: ctx.opts.streams };
+    await insertFleet(url, schema, fleet, 1000);
+    await insertFleet(url, schema, loadFleet, 5000);
+    const hive = await startHive({ databaseUrl: url, schema });
+    const monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', '127.0.0.1:0'], { env: { LOG_LEVEL: 'warn' } });
+    const load = await startLoadgen('loadgen-stream');
+    const fleetGen = await startLoadgen('loadgen-fleet');
+    try {
+      await sleep(3000);
+      if (!monitor.alive()) throw new Skip(`skipped: monitor not available (${MONITOR_ENTRY} exited: ${monitor.tail().split('\n').slice(-3).join(' | ')})`);
+      const spec: LoadSpec = {
+        target: 'hive',
+        addr: hive.addr,
+        mode: 'stream',
+        concurrency: ctx.opts.streams,
+        conns: ctx.opts.conns,
+        hive: { adminToken: hive.adminToken, workers: { mode: 'derived', ...loadFleet }, watchers: 0 },
+      };
+      await load.call<SetupResult>({ type: 'setup', spec }, 300_000);
+      await load.call({ type: 'resume', warmupMs: 1000 });
+      const silentCount = Math.min(500, Math.floor(n / 20));
+      // Silences spread over 5 s, starting once the fleet has run 10 s; positions spread over the fleet.
+      const silence = Array.from({ length: silentCount }, (_, i) => ({ k: Math.floor((i * n) / silentCount), atMs: 10_000 + Math.floor((i * 5000) / silentCount) }));
+      const fleetSpec: FleetSpec = { addr: hive.addr, adminToken: hive.adminToken, fleet, intervalMs: 1000, conns: 20, silence, settleMs: 10_000, runMs: 20_000 };
+      const c0 = processCpuSeconds(hive.child.pid);
+      const t0 = Date.now();
+      const measuring = load.call<MeasureResult>({ type: 'measure', windowMs: 20_000 }, 120_000);
+      const result = await fleetGen.call<FleetResult>({ type: 'fleet', spec: fleetSpec }, 180_000);
+      const streamLoad = await measuring;
+      const hiveCores = (processCpuSeconds(hive.child.pid) - c0) / ((Date.now() - t0) / 1000);
+      await load.call({ type: 'pause' });
+      const lags = result.marks.filter((m) => m.silenced).map((m) => m.lagMs).sort((a, b) => a - b);
+      const falseMarks = result.marks.filter((m) => !m.silenced).length;
+      ctx.log(
+        `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
+          `${falseMarks} false marks, stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores`,
+      );
+      return {
+        status: result.missed > 0 || falseMarks > 0 ? 'failed' : 'ok',
+        reason: result.missed > 0 || falseMarks > 0 ? `${result.missed} silent workers never marked stale, ${falseMarks} heartbeating workers marked stale` : undefined,
+        values: {
+          lagP50Ms: { value: percentile(lags, 0.5), unit: 'ms' },
+          lagP99Ms: { value: percentile(lags, 0.99), unit: 'ms', note: 'state_since - last_seen - 2 x interval (hive clock)' },
+          lagMaxMs: { value: lags.length ? lags[lags.length - 1] : NaN, unit: 'ms' },
+          marked: { value: lags.length, unit: `of ${result.silenced}` },
+          falseMarks: { value: falseMarks, unit: 'workers' },
+          fleetBeatsPerSec: { value: result.beats / 20, unit: '/s' },
+          streamLoadOpsPerSec: { value: streamLoad.opsPerSec, unit: 'ops/s', note: 'the closed-loop stream load running beside the fleet' },
+          hiveCores: { value: hiveCores, unit: 'cores' },
+        },
+        notes: [`${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silentCount} of them go silent (stream left open) between 10 s and 15 s.`],
+        data: { fleetErrors: result.errors, lastError: result.lastError },
+      };
+    } finally {
+      await closeLoadgen(load);
+      await closeLoadgen(fleetGen);
+      await monitor.stop();
+      await hive.stop();
+    }
+  },
+};

@@ -1,0 +1,38 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { Logger } from 'pino';
+
+// Domain errors: the registry throws these; one function at the RPC
+// boundary maps them to ConnectError codes. Anything else is a bug or an
+// outage and crosses the wire as Internal/Unavailable with the cause logged.
+
+export class HiveError extends Error {
+  constructor(readonly code: Code, message: string) {
+    super(message);
+  }
+}
+
+export const invalidArgument = (msg: string) => new HiveError(Code.InvalidArgument, msg);
+export const notFound = (msg: string) => new HiveError(Code.NotFound, msg);
+export const alreadyExists = (msg: string) => new HiveError(Code.AlreadyExists, msg);
+export const failedPrecondition = (msg: string) => new HiveError(Code.FailedPrecondition, msg);
+export const permissionDenied = (msg: string) => new HiveError(Code.PermissionDenied, msg);
+export const unauthenticated = (msg: string) => new HiveError(Code.Unauthenticated, msg);
+export const resourceExhausted = (msg: string) => new HiveError(Code.ResourceExhausted, msg);
+export const unavailable = (msg: string) => new HiveError(Code.Unavailable, msg);
+
+/** Errors from the durable store: the write did not happen. */
+export class StoreUnavailableError extends Error {}
+
+export function toConnectError(err: unknown, log?: Logger, method?: string): ConnectError {
+  if (err instanceof HiveError) {
+    if (log?.isLevelEnabled('debug')) log.debug({ method, code: Code[err.code] }, err.message);
+    return new ConnectError(err.message, err.code);
+  }
+  if (err instanceof ConnectError) return err;
+  if (err instanceof StoreUnavailableError) {
+    log?.warn({ method, err }, 'store unavailable');
+    return new ConnectError('the registry database is unavailable; nothing was changed, try again', Code.Unavailable);
+  }
+  log?.error({ method, err }, 'internal error');
+  return new ConnectError('internal error', Code.Internal);
+}

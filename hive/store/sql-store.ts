@@ -1,0 +1,451 @@
+// The registry store in SQL that runs unchanged on PostgreSQL and PGlite.
+// Conventions at the boundary: times are ms since the epoch in JS and
+// timestamptz in SQL (sent as ISO strings, read back as Date); last_seq is a
+// uint64 in numeric(20,0) (sent and read as text); event ids are bigint.
+
+import type { Db } from './db.js';
+import { migrate } from './migrate.js';
+import type {
+  DefaultPolicyRow,
+  EventQuery,
+  EventRow,
+  SilenceRow,
+  StateCode,
+  Store,
+  StoredWorker,
+  TokenRow,
+  WorkerSnapshot,
+} from './store.js';
+
+/** hive.v1.TokenScope.TOKEN_SCOPE_WORKER: the tokens a worker authenticates with. */
+const WORKER_SCOPE = 3;
+
+/** Rows per statement in flushSnapshots; bounds the size of one bind message. */
+export const FLUSH_CHUNK_ROWS = 5_000;
+
+export function createSqlStore(db: Db): Store {
+  return {
+    migrate: async () => {
+      await migrate(db);
+    },
+    loadWorkers: () => loadWorkers(db),
+    loadTokens: () => listTokens(db, false),
+    registerWorker: (worker, token, revokeOld, event) =>
+      db.transaction(async (tx) => {
+        await upsertWorker(tx, worker);
+        if (revokeOld) await revokeWorkerTokens(tx, worker.workerId, event.at);
+        if (token) await insertToken(tx, token);
+        return (await insertEvents(tx, [event]))[0];
+      }),
+    deleteWorker: (workerId, at, event) =>
+      db.transaction(async (tx) => {
+        await tx.query('DELETE FROM workers WHERE worker_id = $1', [workerId]);
+        await tx.query('UPDATE tokens SET revoked_at = $2 WHERE worker_id = $1 AND revoked_at IS NULL', [
+          workerId,
+          iso(at),
+        ]);
+        return (await insertEvents(tx, [event]))[0];
+      }),
+    transition: (snapshot, events) =>
+      db.transaction(async (tx) => {
+        await updateTransition(tx, snapshot);
+        return insertEvents(tx, events);
+      }),
+    flushSnapshots: (snapshots) => flushSnapshots(db, snapshots),
+    setPolicy: (workerId, policy, event) =>
+      db.transaction(async (tx) => {
+        await tx.query('UPDATE workers SET policy = $2::bytea WHERE worker_id = $1', [workerId, policy]);
+        return (await insertEvents(tx, [event]))[0];
+      }),
+    appendEvents: (events) => insertEvents(db, events),
+    listEvents: (query) => listEvents(db, query),
+    pruneEvents: (olderThan) => pruneEvents(db, olderThan),
+    createToken: (token) => insertToken(db, token),
+    revokeToken: (tokenId, at) => revokeToken(db, tokenId, at),
+    listTokens: (includeRevoked) => listTokens(db, includeRevoked),
+    putDefaultPolicy: (row) => putDefaultPolicy(db, row),
+    deleteDefaultPolicy: (name) => deleted(db, 'DELETE FROM default_policies WHERE name = $1 RETURNING name', name),
+    listDefaultPolicies: () => listDefaultPolicies(db),
+    putSilence: (row) => putSilence(db, row),
+    deleteSilence: (silenceId) =>
+      deleted(db, 'DELETE FROM silences WHERE silence_id = $1 RETURNING silence_id', silenceId),
+    listSilences: () => listSilences(db),
+    ping: async () => {
+      await db.query('SELECT 1');
+    },
+    close: () => db.close(),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Conversions
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : iso(ms);
+}
+
+function ms(d: Date): number {
+  return d.getTime();
+}
+
+function msOrNull(d: Date | null): number | null {
+  return d === null ? null : d.getTime();
+}
+
+/** pg returns bytea as Buffer, PGlite as Uint8Array; callers get a plain Uint8Array either way. */
+function bytes(v: Uint8Array | null): Uint8Array | null {
+  if (v === null) return null;
+  return Buffer.isBuffer(v) ? new Uint8Array(v) : v;
+}
+
+function hexOrNull(v: Uint8Array | null): string | null {
+  return v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+}
+
+// ---------------------------------------------------------------------------
+// Workers
+
+interface WorkerRecord {
+  worker_id: string;
+  labels: Record<string, string>;
+  interval_ms: number;
+  registered_at: Date;
+  state: number;
+  state_since: Date;
+  last_seen: Date | null;
+  last_seq: string;
+  session_id: string;
+  status: number;
+  status_detail: string;
+  stats: Uint8Array | null;
+  policy: Uint8Array | null;
+  depends_on: string[];
+}
+
+const WORKER_COLUMNS = `worker_id, labels, interval_ms, registered_at, state, state_since, last_seen,
+  last_seq::text AS last_seq, session_id, status, status_detail, stats, policy, depends_on`;
+
+function toWorker(r: WorkerRecord): StoredWorker {
+  return {
+    workerId: r.worker_id,
+    labels: r.labels,
+    intervalMs: r.interval_ms,
+    registeredAt: ms(r.registered_at),
+    state: r.state,
+    stateSince: ms(r.state_since),
+    lastSeen: msOrNull(r.last_seen),
+    lastSeq: BigInt(r.last_seq),
+    sessionId: r.session_id,
+    status: r.status,
+    statusDetail: r.status_detail,
+    stats: bytes(r.stats),
+    policy: bytes(r.policy),
+    dependsOn: r.depends_on,
+  };
+}
+
+async function loadWorkers(db: Db): Promise<StoredWorker[]> {
+  const { rows } = await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers ORDER BY worker_id`);
+  return rows.map(toWorker);
+}
+
+async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
+  await tx.query(
+    `INSERT INTO workers (worker_id, labels, interval_ms, registered_at, state, state_since, last_seen,
+       last_seq, session_id, status, status_detail, stats, policy, depends_on)
+     VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12::bytea, $13::bytea, $14::text[])
+     ON CONFLICT (worker_id) DO UPDATE SET
+       labels = EXCLUDED.labels, interval_ms = EXCLUDED.interval_ms, registered_at = EXCLUDED.registered_at,
+       state = EXCLUDED.state, state_since = EXCLUDED.state_since, last_seen = EXCLUDED.last_seen,
+       last_seq = EXCLUDED.last_seq, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
+       status_detail = EXCLUDED.status_detail, stats = EXCLUDED.stats, policy = EXCLUDED.policy,
+       depends_on = EXCLUDED.depends_on`,
+    [
+      w.workerId,
+      JSON.stringify(w.labels),
+      w.intervalMs,
+      iso(w.registeredAt),
+      w.state,
+      iso(w.stateSince),
+      isoOrNull(w.lastSeen),
+      w.lastSeq.toString(),
+      w.sessionId,
+      w.status,
+      w.statusDetail,
+      w.stats,
+      w.policy,
+      w.dependsOn,
+    ],
+  );
+}
+
+async function updateTransition(tx: Db, s: WorkerSnapshot & { state: StateCode; stateSince: number }): Promise<void> {
+  await tx.query(
+    `UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
+       session_id = $6, status = $7, status_detail = $8, stats = $9::bytea
+     WHERE worker_id = $1`,
+    [
+      s.workerId,
+      s.state,
+      iso(s.stateSince),
+      iso(s.lastSeen),
+      s.lastSeq.toString(),
+      s.sessionId,
+      s.status,
+      s.statusDetail,
+      s.stats,
+    ],
+  );
+}
+
+const FLUSH_SQL = `
+UPDATE workers AS w SET
+  last_seen = s.last_seen, last_seq = s.last_seq, session_id = s.session_id,
+  status = s.status, status_detail = s.status_detail, stats = decode(s.stats_hex, 'hex')
+FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[], $5::smallint[], $6::text[], $7::text[])
+  AS s(worker_id, last_seen, last_seq, session_id, status, status_detail, stats_hex)
+WHERE w.worker_id = s.worker_id`;
+
+async function flushSnapshots(db: Db, snapshots: WorkerSnapshot[]): Promise<void> {
+  // One UPDATE ... FROM must not match a worker twice; the last snapshot
+  // given for a worker is the newest.
+  const latest = [...new Map(snapshots.map((s) => [s.workerId, s])).values()];
+  if (latest.length === 0) return;
+  if (latest.length <= FLUSH_CHUNK_ROWS) return flushChunk(db, latest);
+  await db.transaction(async (tx) => {
+    for (let i = 0; i < latest.length; i += FLUSH_CHUNK_ROWS) {
+      await flushChunk(tx, latest.slice(i, i + FLUSH_CHUNK_ROWS));
+    }
+  });
+}
+
+async function flushChunk(db: Db, chunk: WorkerSnapshot[]): Promise<void> {
+  await db.query(FLUSH_SQL, [
+    chunk.map((s) => s.workerId),
+    chunk.map((s) => iso(s.lastSeen)),
+    chunk.map((s) => s.lastSeq.toString()),
+    chunk.map((s) => s.sessionId),
+    chunk.map((s) => s.status),
+    chunk.map((s) => s.statusDetail),
+    chunk.map((s) => hexOrNull(s.stats)),
+  ]);
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+
+interface TokenRecord {
+  token_id: string;
+  hash: string;
+  scope: number;
+  worker_id: string | null;
+  description: string;
+  created_at: Date;
+  revoked_at: Date | null;
+}
+
+const TOKEN_COLUMNS = 'token_id, hash, scope, worker_id, description, created_at, revoked_at';
+
+function toToken(r: TokenRecord): TokenRow {
+  return {
+    tokenId: r.token_id,
+    hash: r.hash,
+    scope: r.scope,
+    workerId: r.worker_id,
+    description: r.description,
+    createdAt: ms(r.created_at),
+    revokedAt: msOrNull(r.revoked_at),
+  };
+}
+
+async function insertToken(db: Db, t: TokenRow): Promise<void> {
+  await db.query(
+    `INSERT INTO tokens (${TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [t.tokenId, t.hash, t.scope, t.workerId, t.description, iso(t.createdAt), isoOrNull(t.revokedAt)],
+  );
+}
+
+async function revokeWorkerTokens(tx: Db, workerId: string, at: number): Promise<void> {
+  await tx.query(
+    'UPDATE tokens SET revoked_at = $3 WHERE worker_id = $1 AND scope = $2 AND revoked_at IS NULL',
+    [workerId, WORKER_SCOPE, iso(at)],
+  );
+}
+
+async function revokeToken(db: Db, tokenId: string, at: number): Promise<TokenRow | null> {
+  // A second revoke keeps the first revocation time.
+  const { rows } = await db.query<TokenRecord>(
+    `UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE token_id = $1 RETURNING ${TOKEN_COLUMNS}`,
+    [tokenId, iso(at)],
+  );
+  return rows.length ? toToken(rows[0]) : null;
+}
+
+async function listTokens(db: Db, includeRevoked: boolean): Promise<TokenRow[]> {
+  const where = includeRevoked ? '' : 'WHERE revoked_at IS NULL';
+  const { rows } = await db.query<TokenRecord>(
+    `SELECT ${TOKEN_COLUMNS} FROM tokens ${where} ORDER BY created_at, token_id`,
+  );
+  return rows.map(toToken);
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+interface EventRecord {
+  event_id: string | number | bigint;
+  worker_id: string;
+  at: Date;
+  kind: string;
+  from_state: number;
+  to_state: number;
+  actor: string;
+  reason: string;
+}
+
+const EVENT_COLUMNS = 'event_id, worker_id, at, kind, from_state, to_state, actor, reason';
+
+function toEvent(r: EventRecord): EventRow {
+  return {
+    eventId: BigInt(r.event_id),
+    workerId: r.worker_id,
+    at: ms(r.at),
+    kind: r.kind,
+    fromState: r.from_state,
+    toState: r.to_state,
+    actor: r.actor,
+    reason: r.reason,
+  };
+}
+
+/** One INSERT for all events; returns them with their ids, in the order given. */
+async function insertEvents(db: Db, events: EventRow[]): Promise<EventRow[]> {
+  if (events.length === 0) return [];
+  const { rows } = await db.query<{ event_id: string | number | bigint }>(
+    `INSERT INTO events (worker_id, at, kind, from_state, to_state, actor, reason)
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::smallint[], $5::smallint[],
+       $6::text[], $7::text[])
+     RETURNING event_id`,
+    [
+      events.map((e) => e.workerId),
+      events.map((e) => iso(e.at)),
+      events.map((e) => e.kind),
+      events.map((e) => e.fromState),
+      events.map((e) => e.toState),
+      events.map((e) => e.actor),
+      events.map((e) => e.reason),
+    ],
+  );
+  // The ids come from one sequence in insertion order; RETURNING's row
+  // order is not promised, so sort rather than trust it.
+  const ids = rows.map((r) => BigInt(r.event_id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return events.map((e, i) => ({ ...e, eventId: ids[i] }));
+}
+
+async function listEvents(db: Db, q: EventQuery): Promise<EventRow[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (cond: (p: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(cond(`$${params.length}`));
+  };
+  if (q.workerId !== undefined) add((p) => `worker_id = ${p}`, q.workerId);
+  if (q.beforeId !== undefined) add((p) => `event_id < ${p}::bigint`, q.beforeId.toString());
+  if (q.since !== undefined) add((p) => `at >= ${p}::timestamptz`, iso(q.since));
+  params.push(q.limit);
+  const { rows } = await db.query<EventRecord>(
+    `SELECT ${EVENT_COLUMNS} FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY event_id DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map(toEvent);
+}
+
+async function pruneEvents(db: Db, olderThan: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    'WITH gone AS (DELETE FROM events WHERE at < $1 RETURNING 1) SELECT count(*)::int AS n FROM gone',
+    [iso(olderThan)],
+  );
+  return rows[0].n;
+}
+
+// ---------------------------------------------------------------------------
+// Default policies and silences
+
+interface DefaultPolicyRecord {
+  name: string;
+  label_selector: string;
+  priority: number;
+  policy: Uint8Array;
+}
+
+function toDefaultPolicy(r: DefaultPolicyRecord): DefaultPolicyRow {
+  return { name: r.name, labelSelector: r.label_selector, priority: r.priority, policy: bytes(r.policy)! };
+}
+
+async function putDefaultPolicy(db: Db, p: DefaultPolicyRow): Promise<void> {
+  await db.query(
+    `INSERT INTO default_policies (name, label_selector, priority, policy) VALUES ($1, $2, $3, $4::bytea)
+     ON CONFLICT (name) DO UPDATE SET
+       label_selector = EXCLUDED.label_selector, priority = EXCLUDED.priority, policy = EXCLUDED.policy`,
+    [p.name, p.labelSelector, p.priority, p.policy],
+  );
+}
+
+async function listDefaultPolicies(db: Db): Promise<DefaultPolicyRow[]> {
+  const { rows } = await db.query<DefaultPolicyRecord>(
+    'SELECT name, label_selector, priority, policy FROM default_policies ORDER BY name',
+  );
+  return rows.map(toDefaultPolicy);
+}
+
+interface SilenceRecord {
+  silence_id: string;
+  worker_id: string;
+  label_selector: string;
+  expires_at: Date;
+  comment: string;
+  created_by: string;
+  created_at: Date;
+}
+
+const SILENCE_COLUMNS = 'silence_id, worker_id, label_selector, expires_at, comment, created_by, created_at';
+
+function toSilence(r: SilenceRecord): SilenceRow {
+  return {
+    silenceId: r.silence_id,
+    workerId: r.worker_id,
+    labelSelector: r.label_selector,
+    expiresAt: ms(r.expires_at),
+    comment: r.comment,
+    createdBy: r.created_by,
+    createdAt: ms(r.created_at),
+  };
+}
+
+async function putSilence(db: Db, s: SilenceRow): Promise<void> {
+  await db.query(
+    `INSERT INTO silences (${SILENCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (silence_id) DO UPDATE SET
+       worker_id = EXCLUDED.worker_id, label_selector = EXCLUDED.label_selector,
+       expires_at = EXCLUDED.expires_at, comment = EXCLUDED.comment,
+       created_by = EXCLUDED.created_by, created_at = EXCLUDED.created_at`,
+    [s.silenceId, s.workerId, s.labelSelector, iso(s.expiresAt), s.comment, s.createdBy, iso(s.createdAt)],
+  );
+}
+
+async function listSilences(db: Db): Promise<SilenceRow[]> {
+  const { rows } = await db.query<SilenceRecord>(
+    `SELECT ${SILENCE_COLUMNS} FROM silences ORDER BY created_at, silence_id`,
+  );
+  return rows.map(toSilence);
+}
+
+async function deleted(db: Db, sql: string, key: string): Promise<boolean> {
+  const { rows } = await db.query(sql, [key]);
+  return rows.length > 0;
+}

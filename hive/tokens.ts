@@ -1,0 +1,97 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { TokenScope } from '../gen/hive/v1/registry_pb.js';
+import type { TokenRow } from './store/store.js';
+
+// Tokens are 256-bit random secrets with a readable prefix. Only their
+// SHA-256 is stored or kept in memory; a presented secret is hashed and
+// looked up, then the hashes compared in constant time.
+
+export interface Principal {
+  scope: TokenScope;
+  tokenId: string;
+  /** Set for worker tokens: the only worker this caller may speak for. */
+  workerId?: string;
+}
+
+const PREFIX: Record<number, string> = {
+  [TokenScope.ADMIN]: 'hive_adm',
+  [TokenScope.JOIN]: 'hive_join',
+  [TokenScope.WORKER]: 'hive_wkr',
+  [TokenScope.MONITOR]: 'hive_mon',
+  [TokenScope.READ]: 'hive_read',
+};
+
+export function generateSecret(scope: TokenScope): string {
+  return `${PREFIX[scope] ?? 'hive'}_${randomBytes(32).toString('base64url')}`;
+}
+
+export function hashToken(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function newTokenId(): string {
+  return `tok_${randomBytes(8).toString('hex')}`;
+}
+
+export function newTokenRow(scope: TokenScope, now: number, opts: { workerId?: string; description?: string } = {}): { row: TokenRow; secret: string } {
+  const secret = generateSecret(scope);
+  return {
+    secret,
+    row: {
+      tokenId: newTokenId(),
+      hash: hashToken(secret),
+      scope,
+      workerId: opts.workerId ?? null,
+      description: opts.description ?? '',
+      createdAt: now,
+      revokedAt: null,
+    },
+  };
+}
+
+/** The active tokens, by hash. */
+export class TokenIndex {
+  private byHash = new Map<string, Principal & { hash: Buffer }>();
+  private byId = new Map<string, string>();
+
+  add(row: Pick<TokenRow, 'tokenId' | 'hash' | 'scope' | 'workerId'>): void {
+    this.byHash.set(row.hash, {
+      scope: row.scope,
+      tokenId: row.tokenId,
+      workerId: row.workerId ?? undefined,
+      hash: Buffer.from(row.hash, 'hex'),
+    });
+    this.byId.set(row.tokenId, row.hash);
+  }
+
+  removeById(tokenId: string): void {
+    const hash = this.byId.get(tokenId);
+    if (hash === undefined) return;
+    this.byId.delete(tokenId);
+    this.byHash.delete(hash);
+  }
+
+  removeWorker(workerId: string): void {
+    for (const [hash, p] of this.byHash) {
+      if (p.workerId === workerId) {
+        this.byHash.delete(hash);
+        this.byId.delete(p.tokenId);
+      }
+    }
+  }
+
+  hasWorkerToken(workerId: string): boolean {
+    for (const p of this.byHash.values()) if (p.workerId === workerId) return true;
+    return false;
+  }
+
+  lookup(secret: string): Principal | undefined {
+    const hex = hashToken(secret);
+    const found = this.byHash.get(hex);
+    if (!found) return undefined;
+    // The map lookup already matched; the constant-time compare keeps the
+    // final check free of data-dependent early exits.
+    if (!timingSafeEqual(found.hash, Buffer.from(hex, 'hex'))) return undefined;
+    return { scope: found.scope, tokenId: found.tokenId, workerId: found.workerId };
+  }
+}

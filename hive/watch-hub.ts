@@ -1,0 +1,121 @@
+import { WorkerChangeType, WorkerState } from '../gen/hive/v1/registry_pb.js';
+import type { LiveWorker } from './worker.js';
+import { matchesSelector, type Selector } from './selector.js';
+
+// Fan-out of registry changes to WatchWorkers streams. Each subscriber has
+// a map of pending changes keyed by worker: a burst of heartbeats from one
+// worker collapses into its latest state, so a slow watcher costs memory
+// bounded by the fleet size, never by the heartbeat rate.
+
+export interface WatchFilter {
+  states: Set<WorkerState> | null;
+  selector: Selector;
+}
+
+export interface PendingChange {
+  type: WorkerChangeType;
+  worker: LiveWorker;
+}
+
+export class Subscription {
+  readonly pending = new Map<string, PendingChange>();
+  /** Workers this subscriber currently sees (only tracked when filtered). */
+  private readonly visible = new Set<string>();
+  private wake: (() => void) | null = null;
+  closed = false;
+
+  constructor(readonly filter: WatchFilter | null) {}
+
+  matches(w: LiveWorker): boolean {
+    const f = this.filter;
+    if (!f) return true;
+    if (f.states && !f.states.has(w.state)) return false;
+    return f.selector.length === 0 || matchesSelector(f.selector, w.labels);
+  }
+
+  /** Records the initial snapshot membership. */
+  markVisible(id: string): void {
+    if (this.filter) this.visible.add(id);
+  }
+
+  offer(w: LiveWorker, type: WorkerChangeType): void {
+    if (this.filter) {
+      const was = this.visible.has(w.workerId);
+      const is = type !== WorkerChangeType.REMOVED && this.matches(w);
+      if (!was && !is) return;
+      if (was && !is) {
+        this.visible.delete(w.workerId);
+        type = WorkerChangeType.REMOVED;
+      } else if (!was && is) {
+        this.visible.add(w.workerId);
+        type = WorkerChangeType.ADDED;
+      }
+    }
+    const prev = this.pending.get(w.workerId);
+    if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) type = WorkerChangeType.ADDED;
+    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w });
+    const wake = this.wake;
+    if (wake) {
+      this.wake = null;
+      wake();
+    }
+  }
+
+  /** Resolves when there is something pending or the subscription closed. */
+  waitForChanges(signal: AbortSignal): Promise<void> {
+    if (this.pending.size > 0 || this.closed || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.wake = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+    });
+  }
+
+  /** Takes up to max pending changes, in first-changed order. */
+  take(max: number): PendingChange[] {
+    const out: PendingChange[] = [];
+    for (const [id, change] of this.pending) {
+      if (out.length >= max) break;
+      out.push(change);
+      this.pending.delete(id);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+    this.wake = null;
+  }
+}
+
+export class WatchHub {
+  private readonly subs = new Set<Subscription>();
+
+  subscribe(filter: WatchFilter | null): Subscription {
+    const s = new Subscription(filter);
+    this.subs.add(s);
+    return s;
+  }
+
+  unsubscribe(s: Subscription): void {
+    this.subs.delete(s);
+    s.close();
+  }
+
+  publish(w: LiveWorker, type: WorkerChangeType): void {
+    for (const s of this.subs) s.offer(w, type);
+  }
+
+  get size(): number {
+    return this.subs.size;
+  }
+
+  closeAll(): void {
+    for (const s of this.subs) s.close();
+    this.subs.clear();
+  }
+}

@@ -1,0 +1,116 @@
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { DeadlineQueue, Due } from './deadline-queue.js';
+
+// One loop per deadline queue: it sleeps on the injected clock until the
+// earliest deadline, or until poked because an earlier one arrived or a
+// slot freed up, then hands the due entries to onDue. No timer per entry,
+// no scan per tick.
+
+export interface DueLoopOptions {
+  clock: Clock;
+  queue: DeadlineQueue;
+  log: Logger;
+  /** The time the deadlines are expressed in (the hive's clock for the stale detector). */
+  now?: () => number;
+  /** How many entries may be handed out now (in-flight bound); default unbounded. */
+  capacity?: () => number;
+  /** Called synchronously with the due entries; starts their work without awaiting it. */
+  onDue: (due: Due[]) => void;
+  /** Most entries popped per turn before yielding to I/O. */
+  batch?: number;
+}
+
+export class DueLoop {
+  private readonly o: DueLoopOptions;
+  private readonly now: () => number;
+  private stopped = false;
+  private enabled = true;
+  private loop: Promise<void> | null = null;
+  private wakeCtl: AbortController | null = null;
+  /** The deadline the loop sleeps towards; null while parked with nothing to wait for. */
+  private sleepingUntil: number | null = null;
+
+  constructor(o: DueLoopOptions) {
+    this.o = o;
+    this.now = o.now ?? (() => o.clock.now());
+  }
+
+  start(): void {
+    this.loop ??= this.run().catch((err) => this.o.log.error({ err }, 'due loop crashed'));
+  }
+
+  /** Stops the loop and waits for it; idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeCtl?.abort();
+    await this.loop;
+  }
+
+  /** While disabled nothing is handed out; deadlines keep their places. */
+  setEnabled(on: boolean): void {
+    this.enabled = on;
+    this.wakeCtl?.abort();
+  }
+
+  /**
+   * Tells the loop the queue changed. It wakes only when that matters: the
+   * head is now earlier than what it sleeps towards, or it was parked.
+   */
+  poke(): void {
+    if (!this.wakeCtl) return;
+    if (this.sleepingUntil === null) {
+      this.wakeCtl.abort();
+      return;
+    }
+    const head = this.o.queue.peek();
+    if (head && head.at < this.sleepingUntil) this.wakeCtl.abort();
+  }
+
+  private async park(ms: number | null): Promise<void> {
+    const ctl = new AbortController();
+    this.wakeCtl = ctl;
+    try {
+      if (ms === null) {
+        await new Promise<void>((resolve) => ctl.signal.addEventListener('abort', () => resolve(), { once: true }));
+      } else {
+        await this.o.clock.sleep(ms, ctl.signal);
+      }
+    } catch {
+      /* woken */
+    } finally {
+      this.wakeCtl = null;
+      this.sleepingUntil = null;
+    }
+  }
+
+  private async run(): Promise<void> {
+    const batch = this.o.batch ?? 1000;
+    while (!this.stopped) {
+      const head = this.o.queue.peek();
+      if (!this.enabled || !head) {
+        await this.park(null);
+        continue;
+      }
+      const now = this.now();
+      if (head.at > now) {
+        this.sleepingUntil = head.at;
+        await this.park(head.at - now);
+        continue;
+      }
+      const room = Math.min(batch, this.o.capacity?.() ?? Infinity);
+      if (room <= 0) {
+        await this.park(null);
+        continue;
+      }
+      const due = this.o.queue.popDue(now, room);
+      try {
+        this.o.onDue(due);
+      } catch (err) {
+        this.o.log.error({ err }, 'due handler threw');
+      }
+      // A full batch means more may be due: let I/O in before the next.
+      if (due.length === batch) await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+}

@@ -1,0 +1,210 @@
+import { WorkerState, type Worker } from '../gen/hive/v1/registry_pb.js';
+import type { Clock } from '../lib/clock.js';
+import { durationToMs, timestampToMs } from '../lib/duration.js';
+import type { Logger } from '../lib/logger.js';
+import { DeadlineQueue, type Due } from './deadline-queue.js';
+import { DueLoop } from './due-loop.js';
+import type { HiveApi } from './hive-client.js';
+import { classifyMarkError } from './hive-errors.js';
+
+// Stale detection: one deadline per worker (last seen + 2x its interval,
+// in the hive's clock) in a deadline queue, one loop that sleeps until the
+// earliest, and a MarkStale compare-and-set on the seq the monitor saw.
+// The hive has the last word: a late heartbeat always wins (the mark is
+// refused and the deadline dropped; the watch brings the new one), and a
+// mark it finds early is retried when it says. Transient failures are
+// re-queued with backoff until the hive answers (at least once).
+
+/** States the hive lets the monitor mark STALE. */
+export const WATCHED_STATES: ReadonlySet<WorkerState> = new Set([WorkerState.PENDING, WorkerState.HEALTHY, WorkerState.DEGRADED, WorkerState.UNHEALTHY]);
+
+export interface Observed {
+  seq: bigint;
+  session: string;
+  /** The deadline as computed (hive ms). */
+  dueAt: number;
+  /** Last heartbeat (or registration) time, hive ms. */
+  lastSeen: number;
+  intervalMs: number;
+}
+
+/**
+ * When the worker's silence becomes staleness, in hive ms: twice its
+ * interval after its last heartbeat (or registration), but never inside the
+ * hive's post-restart grace, nor within 2x interval of graceBase (the end
+ * of the monitor's own grace after it could not see the registry).
+ */
+export function deadlineOf(w: Worker, graceBase: number): number {
+  const interval = durationToMs(w.heartbeatInterval) ?? 0;
+  const last = timestampToMs(w.lastSeen) ?? timestampToMs(w.registeredAt) ?? 0;
+  const hiveGrace = timestampToMs(w.graceUntil) ?? -Infinity;
+  return Math.max(last + 2 * interval, hiveGrace, graceBase + 2 * interval);
+}
+
+/**
+ * The grace after a gap in what the monitor could see: deadlines start
+ * counting afresh from the sync, plus a multiple of the measured outage
+ * (agents find a restarted hive on a jittered exponential backoff, so
+ * they trail the monitor by a random share of the outage), capped.
+ */
+export function graceBaseAfterGap(syncAtHive: number, gapMs: number, factor: number, maxMs: number): number {
+  return syncAtHive + Math.min(Math.max(0, gapMs) * factor, maxMs);
+}
+
+export interface StaleDetectorDeps {
+  clock: Clock;
+  log: Logger;
+  hive: Pick<HiveApi, 'markStale'>;
+  /** The hive's clock as estimated by the informer. */
+  hiveNow: () => number;
+  maxInFlight?: number;
+  retryBaseMs?: number;
+  retryCapMs?: number;
+  /** A mark this call applied; lagMs = hive mark time - the deadline. */
+  onMarked?: (w: Worker, lagMs: number) => void;
+}
+
+export type StaleDetector = ReturnType<typeof createStaleDetector>;
+
+export function createStaleDetector(deps: StaleDetectorDeps) {
+  const { clock, log, hive } = deps;
+  const queue = new DeadlineQueue();
+  const observed = new Map<string, Observed>();
+  const inFlight = new Map<string, Observed>();
+  const retries = new Map<string, number>();
+  const maxInFlight = deps.maxInFlight ?? 64;
+  let graceBase = -Infinity;
+
+  const loop = new DueLoop({
+    clock,
+    queue,
+    log,
+    now: deps.hiveNow,
+    capacity: () => maxInFlight - inFlight.size,
+    onDue: (due) => {
+      for (const d of due) fire(d);
+    },
+  });
+
+  function fire(d: Due): void {
+    const obs = observed.get(d.key);
+    if (!obs) return;
+    inFlight.set(d.key, obs);
+    void mark(d.key, obs).finally(() => {
+      inFlight.delete(d.key);
+      loop.poke();
+    });
+  }
+
+  function requeue(id: string, obs: Observed, at: number): void {
+    // A newer observation (the watch delivered a heartbeat while the call
+    // was in flight) has set its own deadline: that one stands.
+    if (observed.get(id) !== obs || queue.has(id)) return;
+    queue.update(id, at);
+    loop.poke();
+  }
+
+  async function mark(id: string, obs: Observed): Promise<void> {
+    const silentMs = Math.max(0, deps.hiveNow() - obs.lastSeen);
+    try {
+      const { worker, applied } = await hive.markStale(
+        { workerId: id, observedSeq: obs.seq, observedSessionId: obs.session },
+        `no heartbeat for ${silentMs} ms (2x interval ${obs.intervalMs} ms)`,
+      );
+      retries.delete(id);
+      if (observed.get(id) === obs) observed.delete(id);
+      if (!applied || !worker) return;
+      const markedAt = timestampToMs(worker.stateSince) ?? deps.hiveNow();
+      const lagMs = markedAt - obs.dueAt;
+      log.info({ workerId: id, lagMs, silentMs: markedAt - obs.lastSeen, intervalMs: obs.intervalMs, seq: String(obs.seq) }, 'worker marked stale');
+      deps.onMarked?.(worker, lagMs);
+    } catch (err) {
+      const outcome = classifyMarkError(err);
+      switch (outcome.kind) {
+        case 'heartbeated':
+          retries.delete(id);
+          log.debug({ workerId: id, seq: String(obs.seq) }, 'stale mark lost to a newer heartbeat');
+          return;
+        case 'moot':
+          retries.delete(id);
+          log.debug({ workerId: id, why: outcome.why }, 'stale mark not applicable');
+          return;
+        case 'later':
+          // The hive's clock or grace says not yet; its word is final.
+          retries.delete(id);
+          requeue(id, obs, deps.hiveNow() + Math.max(1, outcome.afterMs));
+          return;
+        case 'retry': {
+          const n = (retries.get(id) ?? 0) + 1;
+          retries.set(id, n);
+          const delay = Math.min(deps.retryCapMs ?? 5000, (deps.retryBaseMs ?? 100) * 2 ** Math.min(n - 1, 16));
+          log.warn({ workerId: id, attempt: n, retryInMs: delay, err: outcome.why }, 'stale mark failed; will retry');
+          requeue(id, obs, deps.hiveNow() + delay);
+          return;
+        }
+      }
+    }
+  }
+
+  function forget(id: string): void {
+    observed.delete(id);
+    retries.delete(id);
+    if (queue.remove(id)) loop.poke();
+  }
+
+  return {
+    /** Takes the watch's latest copy of a worker and (re)sets or drops its deadline. */
+    observe(w: Worker): void {
+      const id = w.workerId;
+      if (!WATCHED_STATES.has(w.state)) {
+        forget(id);
+        return;
+      }
+      const dueAt = deadlineOf(w, graceBase);
+      const same = (o: Observed | undefined) => !!o && o.seq === w.lastSeq && o.session === w.sessionId && o.dueAt === dueAt;
+      if (same(observed.get(id))) return;
+      const flying = inFlight.get(id);
+      if (same(flying)) {
+        // This very heartbeat is being marked now: no second call for it.
+        observed.set(id, flying!);
+        return;
+      }
+      const obs: Observed = {
+        seq: w.lastSeq,
+        session: w.sessionId,
+        dueAt,
+        lastSeen: timestampToMs(w.lastSeen) ?? timestampToMs(w.registeredAt) ?? 0,
+        intervalMs: durationToMs(w.heartbeatInterval) ?? 0,
+      };
+      observed.set(id, obs);
+      queue.update(id, dueAt);
+      loop.poke();
+    },
+    remove(id: string): void {
+      forget(id);
+    },
+    /** Every deadline from now on is at least graceBase + 2x interval (hive ms). Call before re-observing. */
+    setGraceBase(hiveMs: number): void {
+      graceBase = hiveMs;
+    },
+    /** Pauses marking while the registry is out of sight; deadlines stay queued. */
+    setEnabled(on: boolean): void {
+      loop.setEnabled(on);
+    },
+    start(): void {
+      loop.start();
+    },
+    async stop(): Promise<void> {
+      await loop.stop();
+    },
+    get size(): number {
+      return queue.size;
+    },
+    get inFlight(): number {
+      return inFlight.size;
+    },
+    deadline(id: string): number | undefined {
+      return queue.get(id);
+    },
+  };
+}

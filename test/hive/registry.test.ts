@@ -1,0 +1,197 @@
+import { create } from '@bufbuild/protobuf';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Code } from '@connectrpc/connect';
+import { HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerChangeType, WorkerState } from '../../gen/hive/v1/registry_pb.js';
+import { ManualClock } from '../../lib/clock.js';
+import { msToDuration } from '../../lib/duration.js';
+import { createLogger } from '../../lib/logger.js';
+import { createRegistry, type Registry } from '../../hive/registry.js';
+import type { Store } from '../../hive/store/store.js';
+import type { Principal } from '../../hive/tokens.js';
+import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
+
+// The registry's rules on a real PostgreSQL store, with time from a
+// ManualClock: the seq compare-and-set, the late heartbeat that beats a
+// stale mark, grace after a restart, join/rotate, and watch coalescing.
+
+const log = createLogger('test', 'silent');
+const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
+const joiner: Principal = { scope: TokenScope.JOIN, tokenId: 'join' };
+const as = (workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: `t-${workerId}`, workerId });
+const hb = (workerId: string, seq: number, status = HealthStatus.HEALTHY, sessionId = 's1') => create(HeartbeatRequestSchema, { workerId, sessionId, seq: BigInt(seq), status });
+const reg = (workerId: string, intervalMs = 1000) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(intervalMs), labels: { pool: 'a' } });
+
+async function rejectsWith(p: unknown, code: Code): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    expect((err as { code: Code }).code, (err as Error).message).toBe(code);
+    return;
+  }
+  throw new Error(`expected ${Code[code]}`);
+}
+
+function throwsWith(fn: () => unknown, code: Code): void {
+  try {
+    fn();
+  } catch (err) {
+    expect((err as { code: Code }).code, (err as Error).message).toBe(code);
+    return;
+  }
+  throw new Error(`expected ${Code[code]}`);
+}
+
+describe('registry', () => {
+  const schema = uniqueSchema('hive_reg');
+  let store: Store;
+  let clock: ManualClock;
+  let registry: Registry;
+
+  beforeAll(async () => {
+    store = await openTestStore(schema);
+  });
+  afterAll(async () => {
+    await store.close();
+    await dropSchema(schema);
+  });
+  afterEach(async () => {
+    await registry?.stop();
+  });
+
+  const fresh = async () => {
+    clock = new ManualClock();
+    registry = await createRegistry({ store, clock, log });
+    return registry;
+  };
+
+  it('applies a heartbeat, then refuses its replay without changing state', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-replay'));
+    await r.heartbeat(as('w-replay'), hb('w-replay', 5));
+    expect(r.get('w-replay').state).toBe(WorkerState.HEALTHY);
+    throwsWith(() => r.heartbeat(as('w-replay'), hb('w-replay', 5, HealthStatus.UNHEALTHY)), Code.FailedPrecondition);
+    throwsWith(() => r.heartbeat(as('w-replay'), hb('w-replay', 4, HealthStatus.UNHEALTHY)), Code.FailedPrecondition);
+    expect(r.get('w-replay').state).toBe(WorkerState.HEALTHY);
+    expect(r.get('w-replay').lastSeq).toBe(5n);
+    // A new session starts its own sequence.
+    await r.heartbeat(as('w-replay'), hb('w-replay', 1, HealthStatus.DEGRADED, 's2'));
+    expect(r.get('w-replay').state).toBe(WorkerState.DEGRADED);
+  });
+
+  it("refuses one worker's token for another and unknown workers", async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-a'));
+    await r.register(admin, reg('w-b'));
+    throwsWith(() => r.heartbeat(as('w-a'), hb('w-b', 1)), Code.PermissionDenied);
+    throwsWith(() => r.heartbeat(as('w-ghost'), hb('w-ghost', 1)), Code.NotFound);
+    expect(r.get('w-b').lastSeen).toBeNull();
+  });
+
+  it('marks stale only when due, and only the heartbeat it observed (CAS)', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-cas', 1000));
+    await r.heartbeat(as('w-cas'), hb('w-cas', 1));
+    await clock.advance(1999);
+    await rejectsWith(r.markStale('w-cas', 1n, 's1', 'monitor', ''), Code.FailedPrecondition); // not due yet
+    await clock.advance(1);
+    await r.heartbeat(as('w-cas'), hb('w-cas', 2));
+    await rejectsWith(r.markStale('w-cas', 1n, 's1', 'monitor', ''), Code.FailedPrecondition); // heartbeated since
+    await clock.advance(2000);
+    const w = await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
+    expect(w.state).toBe(WorkerState.STALE);
+    // At-least-once delivery: repeating the mark is a no-op, not an error.
+    await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
+    const events = await store.listEvents({ workerId: 'w-cas', limit: 10 });
+    expect(events.filter((e) => e.kind === 'marked_stale')).toHaveLength(1);
+  });
+
+  it('lets a heartbeat that arrives while MarkStale is in flight win', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-race', 1000));
+    await r.heartbeat(as('w-race'), hb('w-race', 1));
+    await clock.advance(2500);
+    const marking = r.markStale('w-race', 1n, 's1', 'monitor', 'silent'); // its database write is pending
+    const beat = r.heartbeat(as('w-race'), hb('w-race', 2));
+    await Promise.all([marking, beat]);
+    const w = r.get('w-race');
+    expect(w.state).toBe(WorkerState.HEALTHY);
+    expect(w.lastSeq).toBe(2n);
+    const kinds = (await store.listEvents({ workerId: 'w-race', limit: 10 })).map((e) => e.kind);
+    expect(kinds.slice(0, 2)).toEqual(['recovered', 'marked_stale']); // newest first, in decision order
+  });
+
+  it('gives every worker a fresh grace after a restart of the hive', async () => {
+    let r = await fresh();
+    await r.register(admin, reg('w-grace', 1000));
+    await r.heartbeat(as('w-grace'), hb('w-grace', 1));
+    await r.stop();
+    await clock.advance(60_000); // the hive was down for a minute
+    r = registry = await createRegistry({ store, clock, log });
+    const w = r.get('w-grace');
+    expect(w.graceUntil).toBe(clock.now() + 2000);
+    await rejectsWith(r.markStale('w-grace', 1n, 's1', 'monitor', ''), Code.FailedPrecondition);
+    await clock.advance(2000);
+    expect((await r.markStale('w-grace', 1n, 's1', 'monitor', '')).state).toBe(WorkerState.STALE);
+  });
+
+  it('does not let a join token take over a worker that has a token; an admin rotates it', async () => {
+    const r = await fresh();
+    const first = await r.register(joiner, reg('w-join'));
+    expect(r.tokens.lookup(first.token)?.workerId).toBe('w-join');
+    await rejectsWith(r.register(joiner, reg('w-join')), Code.AlreadyExists);
+    const rotated = await r.register(admin, reg('w-join'));
+    expect(r.tokens.lookup(first.token)).toBeUndefined();
+    expect(r.tokens.lookup(rotated.token)?.workerId).toBe('w-join');
+    // Only hashes are stored.
+    const stored = await store.loadTokens();
+    expect(JSON.stringify(stored)).not.toContain(rotated.token);
+  });
+
+  it('rejects invalid registrations without storing anything', async () => {
+    const r = await fresh();
+    await rejectsWith(r.register(admin, create(RegisterWorkerRequestSchema, { workerId: 'no interval' })), Code.InvalidArgument);
+    await rejectsWith(r.register(admin, reg('w\u0000x')), Code.InvalidArgument);
+    await rejectsWith(r.register(admin, create(RegisterWorkerRequestSchema, { workerId: 'w-dep', heartbeatInterval: msToDuration(1000), dependsOn: ['w-dep'] })), Code.InvalidArgument);
+    expect((await store.loadWorkers()).map((w) => w.workerId)).not.toContain('w-dep');
+  });
+
+  it('a LEFT worker is not marked stale; Leave is durable', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-left', 1000));
+    await r.heartbeat(as('w-left'), hb('w-left', 1));
+    await r.leave(as('w-left'), 'w-left', 'SIGTERM');
+    await clock.advance(10_000);
+    await rejectsWith(r.markStale('w-left', 1n, 's1', 'monitor', ''), Code.FailedPrecondition);
+    expect((await store.loadWorkers()).find((w) => w.workerId === 'w-left')?.state).toBe(WorkerState.LEFT);
+  });
+
+  it('coalesces heartbeat touches per watcher and tracks filter membership', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-watch'));
+    const all = r.hub.subscribe(null);
+    const unhealthyOnly = r.hub.subscribe({ states: new Set([WorkerState.UNHEALTHY]), selector: [] });
+    for (let i = 1; i <= 50; i++) await r.heartbeat(as('w-watch'), hb('w-watch', i));
+    const changes = all.take(100);
+    expect(changes).toHaveLength(1);
+    expect(changes[0].worker.lastSeq).toBe(50n);
+    expect(unhealthyOnly.take(100)).toHaveLength(0);
+    await r.heartbeat(as('w-watch'), hb('w-watch', 51, HealthStatus.UNHEALTHY));
+    expect(unhealthyOnly.take(100).map((c) => c.type)).toEqual([WorkerChangeType.ADDED]);
+    await r.heartbeat(as('w-watch'), hb('w-watch', 52, HealthStatus.HEALTHY));
+    expect(unhealthyOnly.take(100).map((c) => c.type)).toEqual([WorkerChangeType.REMOVED]);
+  });
+
+  it('writes heartbeat snapshots behind, in one batch', async () => {
+    const r = await fresh();
+    await r.register(admin, reg('w-wb1'));
+    await r.register(admin, reg('w-wb2'));
+    await r.heartbeat(as('w-wb1'), hb('w-wb1', 1));
+    await r.heartbeat(as('w-wb2'), hb('w-wb2', 1));
+    await r.heartbeat(as('w-wb1'), hb('w-wb1', 7));
+    expect(r.writeBehind.backlog()).toBe(1); // w-wb1's later beat; first beats were state changes, written at once
+    await r.writeBehind.flush();
+    const stored = await store.loadWorkers();
+    expect(stored.find((w) => w.workerId === 'w-wb1')?.lastSeq).toBe(7n);
+    expect(r.writeBehind.backlog()).toBe(0);
+  });
+});

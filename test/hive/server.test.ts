@@ -1,0 +1,144 @@
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Health, HealthCheckResponse_ServingStatus } from '../../gen/grpc/health/v1/health_pb.js';
+import { ServerReflection } from '../../gen/grpc/reflection/v1/reflection_pb.js';
+import { ServerReflection as ServerReflectionAlpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.js';
+import { HeartbeatRequestSchema, RegistryService, TokenScope } from '../../gen/hive/v1/registry_pb.js';
+import { parseAddr } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { msToDuration } from '../../lib/duration.js';
+import { startHive, type HiveHandle } from '../../hive/server.js';
+import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
+import { tempDir } from '../support/procs.js';
+
+// One in-process hive on PostgreSQL, reached over every transport it
+// serves: gRPC on the grpc-js port; Connect, gRPC-Web and gRPC on the HTTP
+// port. Same handlers, same answers, same error codes.
+
+describe('hive transports', () => {
+  const schema = uniqueSchema('hive_srv');
+  let hive: HiveHandle;
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  const auth = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    hive = await startHive(
+      {
+        grpcAddr: parseAddr('127.0.0.1:0'),
+        httpAddr: parseAddr('127.0.0.1:0'),
+        dataDir: dir.path,
+        databaseUrl: PG_URL,
+        databaseSchema: schema,
+        adminToken: 'admin-token-for-transport-tests',
+        joinTokens: [],
+        writeBehind: 1000,
+        eventRetention: 86_400_000,
+        logLevel: 'silent',
+      },
+      { log: createLogger('test', 'silent') },
+    );
+  });
+  afterAll(async () => {
+    await hive?.stop();
+    await dropSchema(schema);
+    await dir?.remove();
+  });
+
+  const transports = () => ({
+    'grpc (grpc-js port)': createGrpcTransport({ baseUrl: `http://127.0.0.1:${hive.grpcPort}` }),
+    'grpc (http port, h2c)': createGrpcTransport({ baseUrl: `http://127.0.0.1:${hive.httpPort}` }),
+    'connect json (http/1.1)': createConnectTransport({ baseUrl: `http://127.0.0.1:${hive.httpPort}`, httpVersion: '1.1', useBinaryFormat: false }),
+    'grpc-web (http/1.1)': createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${hive.httpPort}`, httpVersion: '1.1' }),
+  });
+
+  it('serves the same registry over every transport, with the same error codes', async () => {
+    const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const { workerToken } = await admin.registerWorker({ workerId: 'tx-1', heartbeatInterval: msToDuration(1000) }, auth(hive.adminToken));
+    let seq = 0n;
+    for (const [name, transport] of Object.entries(transports())) {
+      const client = createClient(RegistryService, transport);
+      const res = await client.heartbeat(create(HeartbeatRequestSchema, { workerId: 'tx-1', sessionId: 's', seq: ++seq, status: 1 }), auth(workerToken));
+      expect(res.ackSeq, name).toBe(seq);
+      const list = await client.listWorkers({}, auth(hive.adminToken));
+      expect(list.workers.map((w) => w.workerId), name).toContain('tx-1');
+      await expect(client.listWorkers({}), name).rejects.toMatchObject({ code: Code.Unauthenticated });
+      await expect(client.listWorkers({}, auth(workerToken)), name).rejects.toMatchObject({ code: Code.PermissionDenied });
+      await expect(client.getWorker({ workerId: 'nope' }, auth(hive.adminToken)), name).rejects.toMatchObject({ code: Code.NotFound });
+      await expect(client.heartbeat(create(HeartbeatRequestSchema, { workerId: 'tx-1', sessionId: 's', seq, status: 1 }), auth(workerToken)), name).rejects.toMatchObject({
+        code: Code.FailedPrecondition,
+      });
+    }
+  });
+
+  it('creates and revokes read tokens', async () => {
+    const client = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const { token, info } = await client.createToken({ scope: TokenScope.READ, description: 'dashboards' }, auth(hive.adminToken));
+    expect((await client.listWorkers({}, auth(token))).workers.length).toBeGreaterThan(0);
+    await expect(client.deregisterWorker({ workerId: 'tx-1' }, auth(token))).rejects.toMatchObject({ code: Code.PermissionDenied });
+    await client.revokeToken({ tokenId: info!.tokenId }, auth(hive.adminToken));
+    await expect(client.listWorkers({}, auth(token))).rejects.toMatchObject({ code: Code.Unauthenticated });
+  });
+
+  it('answers grpc.health.v1 on both ports', async () => {
+    for (const transport of [transports()['grpc (grpc-js port)'], transports()['connect json (http/1.1)']]) {
+      const health = createClient(Health, transport);
+      expect((await health.check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      expect((await health.check({ service: 'hive.v1.RegistryService' })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      await expect(health.check({ service: 'nope.Service' })).rejects.toMatchObject({ code: Code.NotFound });
+    }
+  });
+
+  it('answers server reflection v1 and v1alpha with our descriptors', async () => {
+    for (const svc of [ServerReflection, ServerReflectionAlpha]) {
+      const refl = createClient(svc as typeof ServerReflection, transports()['grpc (grpc-js port)']);
+      async function* ask() {
+        yield { messageRequest: { case: 'listServices' as const, value: '' } };
+        yield { messageRequest: { case: 'fileContainingSymbol' as const, value: 'hive.v1.RegistryService' } };
+        yield { messageRequest: { case: 'fileContainingSymbol' as const, value: 'no.such.Symbol' } };
+      }
+      const answers = [];
+      for await (const a of refl.serverReflectionInfo(ask())) answers.push(a);
+      const services = answers[0].messageResponse.case === 'listServicesResponse' ? answers[0].messageResponse.value.service.map((s) => s.name) : [];
+      expect(services).toEqual(expect.arrayContaining(['hive.v1.RegistryService', 'hive.v1.ControlService', 'grpc.health.v1.Health']));
+      expect(answers[1].messageResponse.case).toBe('fileDescriptorResponse');
+      const files = answers[1].messageResponse.case === 'fileDescriptorResponse' ? answers[1].messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name) : [];
+      expect(files[0]).toBe('hive/v1/registry.proto');
+      expect(files).toEqual(expect.arrayContaining(['google/protobuf/duration.proto', 'hive/v1/policy.proto']));
+      expect(answers[2].messageResponse.case).toBe('errorResponse');
+    }
+  });
+
+  it('rejects malformed and oversized protobuf bytes on the grpc-js port with InvalidArgument', async () => {
+    const client = new grpc.Client(`127.0.0.1:${hive.grpcPort}`, grpc.credentials.createInsecure());
+    const raw = (bytes: Buffer) =>
+      new Promise<grpc.ServiceError | null>((resolve) => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${hive.adminToken}`);
+        client.makeUnaryRequest('/hive.v1.RegistryService/GetWorker', (b: Buffer) => b, (b: Buffer) => b, bytes, md, (err) => resolve(err));
+      });
+    expect((await raw(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const big = Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x05]), Buffer.alloc(80 * 1024, 0x61)]);
+    expect((await raw(big))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    client.close();
+  });
+
+  it('serves /healthz and /metrics', async () => {
+    const h = await fetch(`http://127.0.0.1:${hive.httpPort}/healthz`);
+    expect(h.status).toBe(200);
+    expect(await h.json()).toEqual({ status: 'ok', problems: [] });
+    const m = await (await fetch(`http://127.0.0.1:${hive.httpPort}/metrics`)).text();
+    expect(m).toMatch(/hive_heartbeats_received_total\{result="ok"\} [1-9]/);
+  });
+
+  it('ConnectError from the agent side carries the rawMessage, never a token', async () => {
+    const client = createClient(RegistryService, transports()['connect json (http/1.1)']);
+    const err = await client.listWorkers({}, auth('hive_read_not-a-real-token')).catch((e) => e as ConnectError);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).rawMessage).not.toContain('not-a-real-token');
+  });
+});

@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WorkerChangeType, WorkerState, type Worker } from '../../gen/hive/v1/registry_pb.js';
+import { flushMicrotasks, ManualClock } from '../../lib/clock.js';
+import { HiveClock } from '../../monitor/hive-clock.js';
+import { createInformer, type Informer, type SyncInfo } from '../../monitor/informer.js';
+import { FakeHive, silentLog, T0, watchMsg, worker } from './support.js';
+
+// The informer: snapshot then changes, a local view, resync with the
+// difference delivered as changes, reconnect with backoff, hive restarts
+// and outage gaps reported to the listeners.
+
+const { ADDED, UPDATED, REMOVED } = WorkerChangeType;
+
+let informer: Informer | undefined;
+afterEach(async () => {
+  await informer?.stop();
+  informer = undefined;
+});
+
+function setup() {
+  const clock = new ManualClock(T0);
+  const hive = new FakeHive({ now: () => clock.now() });
+  const log: string[] = [];
+  const syncs: SyncInfo[] = [];
+  informer = createInformer({
+    watch: (signal) => hive.watch(signal),
+    clock,
+    log: silentLog,
+    random: () => 0.5,
+    listeners: [
+      {
+        onSynced: (i) => {
+          syncs.push(i);
+          log.push(`synced first=${i.first} restarted=${i.hiveRestarted} gap=${i.gapMs}`);
+        },
+        onChange: (w: Worker, prev?: Worker) => log.push(`change ${w.workerId} ${prev ? WorkerState[prev.state] : '-'}->${WorkerState[w.state]}`),
+        onRemove: (prev: Worker) => log.push(`remove ${prev.workerId}`),
+        onDisconnected: () => log.push('disconnected'),
+      },
+    ],
+  });
+  informer.start();
+  return { clock, hive, log, syncs, inf: informer };
+}
+
+describe('informer', () => {
+  it('builds the view from the snapshot, then applies changes', async () => {
+    const { clock, hive, log, inf } = setup();
+    await flushMicrotasks();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: T0 }));
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'b', state: WorkerState.PENDING })]], { hiveTime: T0, synced: true }));
+    await flushMicrotasks();
+    expect(inf.synced).toBe(true);
+    expect(log).toEqual(['synced first=true restarted=false gap=0', 'change a -->HEALTHY', 'change b -->PENDING']);
+    hive.stream.push(watchMsg([[UPDATED, worker({ id: 'b', state: WorkerState.HEALTHY, seq: 2 })], [REMOVED, worker({ id: 'a' })]], { hiveTime: clock.now() }));
+    await flushMicrotasks();
+    expect(log.slice(3)).toEqual(['change b PENDING->HEALTHY', 'remove a']);
+    expect(inf.size).toBe(1);
+    expect(inf.get('b')!.lastSeq).toBe(2n);
+    expect(inf.countIn(WorkerState.HEALTHY)).toBe(1);
+    expect(inf.countIn(WorkerState.PENDING)).toBe(0);
+  });
+
+  it('nothing reaches the listeners before the snapshot is complete', async () => {
+    const { hive, log } = setup();
+    await flushMicrotasks();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: T0 }));
+    await flushMicrotasks();
+    expect(log).toEqual([]);
+  });
+
+  it('reconnects with backoff, resyncs, and delivers what changed while it was away', async () => {
+    const { clock, hive, log, syncs, inf } = setup();
+    await flushMicrotasks();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })], [ADDED, worker({ id: 'b' })]], { hiveTime: T0, synced: true }));
+    await flushMicrotasks();
+    log.length = 0;
+    hive.stream.fail();
+    await flushMicrotasks();
+    expect(log).toEqual(['disconnected']);
+    expect(inf.synced).toBe(false);
+    // Full jitter with random 0.5: 125 ms, then 250 ms (a failed try in between).
+    await clock.advance(125);
+    expect(hive.streams).toHaveLength(2);
+    hive.stream.fail();
+    await flushMicrotasks();
+    await clock.advance(250);
+    expect(hive.streams).toHaveLength(3);
+    // The same hive (same start time): b left meanwhile, c joined, a is gone.
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'b', state: WorkerState.LEFT })], [ADDED, worker({ id: 'c' })]], { hiveTime: clock.now(), synced: true }));
+    await flushMicrotasks();
+    expect(syncs[1]).toMatchObject({ first: false, hiveRestarted: false, gapMs: 375 });
+    expect(log).toEqual(['disconnected', 'synced first=false restarted=false gap=375', 'remove a', 'change b HEALTHY->LEFT', 'change c -->HEALTHY']);
+    expect(inf.resyncs).toBe(1);
+  });
+
+  it('tells a restarted hive by its start time', async () => {
+    const { clock, hive, syncs } = setup();
+    await flushMicrotasks();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: T0, synced: true, startedAt: T0 - 1000 }));
+    await flushMicrotasks();
+    hive.stream.end(); // a hive shutting down closes its watches
+    await flushMicrotasks();
+    await clock.advance(3000);
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: clock.now(), synced: true, startedAt: T0 + 2500 }));
+    await flushMicrotasks();
+    expect(syncs[1]).toMatchObject({ first: false, hiveRestarted: true, gapMs: 3000, hiveStartedAt: T0 + 2500 });
+  });
+
+  it('estimates the hive clock from hive_time (never ahead of it)', async () => {
+    const { clock, hive, inf } = setup();
+    await flushMicrotasks();
+    // The hive is 5 s ahead; messages arrive 2, 7 and 3 ms after they were stamped.
+    for (const transit of [2, 7, 3]) {
+      hive.stream.push(watchMsg([], { hiveTime: clock.now() + 5000 - transit, synced: true }));
+      await flushMicrotasks();
+    }
+    expect(inf.hiveClock.offset()).toBe(4998);
+    expect(inf.hiveClock.now()).toBe(clock.now() + 4998);
+  });
+});
+
+describe('HiveClock', () => {
+  it('keeps the best of the recent samples and forgets on reset', () => {
+    let now = 1000;
+    const c = new HiveClock(() => now);
+    expect(c.offset()).toBe(0);
+    c.sample(1500, 1000);
+    c.sample(1490, 1000);
+    expect(c.offset()).toBe(500);
+    expect(c.toLocal(2500)).toBe(2000);
+    now = 2000;
+    expect(c.now()).toBe(2500);
+    // Old samples age out of the window of 64.
+    for (let i = 0; i < 64; i++) c.sample(2100, 2000);
+    expect(c.offset()).toBe(100);
+    c.reset();
+    expect(c.offset()).toBe(0);
+  });
+});

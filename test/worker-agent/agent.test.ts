@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ManualClock, flushMicrotasks } from '../../lib/clock.js';
+import { createLogger } from '../../lib/logger.js';
+import { parseAddr } from '../../lib/config.js';
+import { HealthStatus, WorkerState, CommandType } from '../../gen/hive/v1/registry_pb.js';
+import { startHive, type HiveHandle } from '../../hive/server.js';
+import { createAgent, type Agent } from '../../worker-agent/agent.js';
+import { createRegistryClient } from '../../worker-agent/hive-client.js';
+import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
+import { eventually, tempDir } from '../support/procs.js';
+
+// The agent against a real in-process hive over real gRPC; the agent's own
+// waits run on a ManualClock, so the test decides when each beat is due.
+
+describe('worker-agent', () => {
+  const schema = uniqueSchema('hive_agent');
+  const JOIN = 'join-token-agent-tests-000001';
+  let hive: HiveHandle;
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  const agents: Agent[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    hive = await startHive(
+      {
+        grpcAddr: parseAddr('127.0.0.1:0'), httpAddr: parseAddr('127.0.0.1:0'), dataDir: dir.path, databaseUrl: PG_URL, databaseSchema: schema,
+        adminToken: 'admin-token-for-agent-tests', joinTokens: [JOIN], writeBehind: 1000, eventRetention: 86_400_000, logLevel: 'silent',
+      },
+      { log: createLogger('hive', 'silent') },
+    );
+  });
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop({ leave: false })));
+    await hive?.stop();
+    await dropSchema(schema);
+    await dir?.remove();
+  });
+
+  function agent(workerId: string, opts: { status?: HealthStatus; onCommand?: Parameters<typeof createAgent>[0]['onCommand'] } = {}) {
+    const clock = new ManualClock();
+    const a = createAgent({
+      client: createRegistryClient(`127.0.0.1:${hive.grpcPort}`),
+      clock,
+      log: createLogger('agent', 'silent'),
+      workerId,
+      intervalMs: 1000,
+      labels: { pool: 't' },
+      joinToken: JOIN,
+      tokenFile: join(dir.path, `${workerId}.token`),
+      sample: async () => ({ status: opts.status ?? HealthStatus.HEALTHY, statusDetail: 'ok', memoryTotalBytes: 100n, memoryUsedBytes: 10n }),
+      onCommand: opts.onCommand,
+      random: () => 0.5,
+    });
+    agents.push(a);
+    return { a, clock };
+  }
+
+  /** Advances the agent's clock one interval at a time until cond holds. */
+  async function beatUntil(clock: ManualClock, cond: () => boolean, what: string): Promise<void> {
+    await eventually(async () => {
+      await clock.advance(1100);
+      await flushMicrotasks();
+      return cond();
+    }, 15_000, what);
+  }
+
+  it('joins once, stores its token 0600, heartbeats, and reuses the token after a restart', async () => {
+    const { a, clock } = agent('ag-1');
+    a.start();
+    await beatUntil(clock, () => hive.registry.workers.get('ag-1')?.state === WorkerState.HEALTHY, 'ag-1 healthy');
+    const file = join(dir.path, 'ag-1.token');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const token = (await readFile(file, 'utf8')).trim();
+    expect(hive.registry.tokens.lookup(token)?.workerId).toBe('ag-1');
+    await a.stop({ leave: false });
+
+    const again = agent('ag-1');
+    again.a.start();
+    const before = hive.registry.workers.get('ag-1')!.lastSeq;
+    await beatUntil(again.clock, () => hive.registry.workers.get('ag-1')!.sessionId === again.a.state.sessionId, 'ag-1 new session');
+    expect((await readFile(file, 'utf8')).trim()).toBe(token); // no second registration
+    expect(before).toBeGreaterThan(0n);
+  });
+
+  it('sends Leave on stop: LEFT', async () => {
+    const { a, clock } = agent('ag-leave');
+    a.start();
+    await beatUntil(clock, () => hive.registry.workers.get('ag-leave')?.state === WorkerState.HEALTHY, 'healthy');
+    await a.stop({ reason: 'test' });
+    expect(hive.registry.workers.get('ag-leave')?.state).toBe(WorkerState.LEFT);
+  });
+
+  it('joins again when its token is revoked (worker deregistered)', async () => {
+    const { a, clock } = agent('ag-rejoin');
+    a.start();
+    await beatUntil(clock, () => hive.registry.workers.get('ag-rejoin')?.state === WorkerState.HEALTHY, 'healthy');
+    const old = (await readFile(join(dir.path, 'ag-rejoin.token'), 'utf8')).trim();
+    await hive.registry.deregister('ag-rejoin', 'admin', 'test');
+    await beatUntil(clock, () => hive.registry.workers.get('ag-rejoin')?.state === WorkerState.HEALTHY, 'healthy again');
+    expect((await readFile(join(dir.path, 'ag-rejoin.token'), 'utf8')).trim()).not.toBe(old);
+  });
+
+  it('starts a new session when the hive has seen a newer seq', async () => {
+    const { a, clock } = agent('ag-session');
+    a.start();
+    await beatUntil(clock, () => hive.registry.workers.get('ag-session')?.state === WorkerState.HEALTHY, 'healthy');
+    const first = a.state.sessionId;
+    // Someone (a previous run with the same session) got further: the hive refuses our next seq.
+    hive.registry.workers.get('ag-session')!.lastSeq = 1_000_000n;
+    await beatUntil(clock, () => a.state.sessionId !== first && hive.registry.workers.get('ag-session')!.sessionId === a.state.sessionId, 'new session accepted');
+  });
+
+  it('carries out a command pushed down the stream and reports the result', async () => {
+    const done: string[] = [];
+    const { a, clock } = agent('ag-cmd', {
+      onCommand: async (cmd) => {
+        done.push(cmd.reason);
+        return { success: true, message: 'restarted' };
+      },
+    });
+    a.start();
+    await beatUntil(clock, () => hive.registry.workers.get('ag-cmd')?.streams === 1 && a.state.acked > 0, 'stream open');
+    const { delivered } = hive.registry.sendCommand('ag-cmd', CommandType.RESTART, 'test restart');
+    expect(delivered).toBe(true);
+    await eventually(() => done.length === 1, 5000, 'command run');
+    expect(done).toEqual(['test restart']);
+    // The result rides on the next heartbeat (sent at once) and becomes an event.
+    await beatUntil(clock, () => true, 'tick');
+    await hive.registry.writeBehind.flush();
+    await eventually(async () => {
+      const evs = await (await import('../../hive/store/open.js')).openStore({ databaseUrl: PG_URL, dataDir: '/nonexistent', schema }).then(async (s) => {
+        const rows = await s.listEvents({ workerId: 'ag-cmd', limit: 5 });
+        await s.close();
+        return rows;
+      });
+      return evs.some((e) => e.kind === 'command_result' && e.reason.includes('succeeded: restarted'));
+    }, 10_000, 'command_result event');
+  });
+
+  it('keeps retrying while the hive is unreachable and never throws', async () => {
+    const clock = new ManualClock();
+    await writeFile(join(dir.path, 'ag-down.token'), 'hive_wkr_unused\n', { mode: 0o600 });
+    const failures: string[] = [];
+    const a = createAgent({
+      client: createRegistryClient('127.0.0.1:1'),
+      clock,
+      log: createLogger('agent', 'silent'),
+      workerId: 'ag-down',
+      intervalMs: 1000,
+      labels: {},
+      tokenFile: join(dir.path, 'ag-down.token'),
+      sample: async () => ({ status: HealthStatus.HEALTHY }),
+      random: () => 0.5,
+      events: { failed: (c) => failures.push(c) },
+    });
+    a.start();
+    await eventually(async () => {
+      await clock.advance(30_000);
+      return failures.length >= 3;
+    }, 15_000, 'three failed attempts');
+    expect(failures.every((c) => c === 'Unavailable')).toBe(true);
+    await a.stop({ leave: false });
+  });
+});

@@ -1,0 +1,56 @@
+import { Command } from 'commander';
+import { parseDurationMs } from '../lib/duration.js';
+import { listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
+
+function parseLabel(s: string): [string, string] {
+  const i = s.indexOf('=');
+  if (i <= 0) throw new Error(`label "${s}" is not key=value`);
+  return [s.slice(0, i), s.slice(i + 1)];
+}
+
+function parseRatio(s: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new Error('must be a number between 0 and 1');
+  return n;
+}
+
+function parseUrl(s: string): string {
+  const u = new URL(s);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('must be an http(s) URL');
+  return s;
+}
+
+export const AGENT_SETTINGS = {
+  hive: setting({ flag: 'hive', env: 'HIVE_ADDR', description: 'hive gRPC address (host:port or http(s):// URL)', default: '127.0.0.1:50051', parse: text }),
+  joinToken: setting<string | undefined>({ flag: 'join-token', env: 'HIVE_JOIN_TOKEN', description: 'join token, used once to obtain the worker token', parse: text }),
+  workerId: setting<string>({ flag: 'worker-id', env: 'WORKER_ID', description: 'this worker\'s id', required: true, parse: text }),
+  interval: setting({ flag: 'interval', env: 'HEARTBEAT_INTERVAL', description: 'heartbeat interval', default: 5000, parse: parseDurationMs }),
+  labels: listSetting({ flag: 'label', env: 'WORKER_LABELS', description: 'label key=value (repeatable; env: comma separated)', parse: parseLabel }),
+  tokenFile: setting<string | undefined>({ flag: 'token-file', env: 'WORKER_TOKEN_FILE', description: 'where the worker token is kept (mode 0600); default ./worker-<id>.token', parse: text }),
+  probe: setting<string | undefined>({ flag: 'probe', env: 'WORKER_PROBE_URL', description: 'HTTP health URL of the worker (200 = healthy)', parse: parseUrl }),
+  probeTimeout: setting({ flag: 'probe-timeout', env: 'WORKER_PROBE_TIMEOUT', description: 'probe timeout', default: 5000, parse: parseDurationMs }),
+  probeSlow: setting({ flag: 'probe-slow', env: 'WORKER_PROBE_SLOW', description: 'a probe slower than this is degraded', default: 2000, parse: parseDurationMs }),
+  disks: listSetting({ flag: 'disk', env: 'WORKER_DISKS', description: 'filesystem path to report (repeatable; default /)', parse: text }),
+  diskFreeMin: setting({ flag: 'disk-free-min', env: 'WORKER_DISK_FREE_MIN', description: 'free-space ratio under which the worker is degraded', default: 0.05, parse: parseRatio }),
+  memoryUsedMax: setting({ flag: 'memory-used-max', env: 'WORKER_MEMORY_USED_MAX', description: 'memory-used ratio over which the worker is degraded', default: 0.95, parse: parseRatio }),
+  nvidiaSmi: setting({ flag: 'nvidia-smi', env: 'NVIDIA_SMI', description: 'nvidia-smi command (absent = no GPUs)', default: 'nvidia-smi', parse: text }),
+  metricsAddr: setting({ flag: 'metrics-addr', env: 'AGENT_METRICS_ADDR', description: 'listen address for /metrics and /healthz', default: parseAddr('127.0.0.1:9465'), parse: parseAddr }),
+  stopGrace: setting({ flag: 'stop-grace', env: 'WORKER_STOP_GRACE', description: 'how long the supervised process gets to exit on SIGTERM', default: 10_000, parse: parseDurationMs }),
+  logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
+};
+
+export function loadAgentConfig(argv: string[], env = process.env) {
+  const program = new Command('worker-agent')
+    .description('worker-agent: heartbeats for one worker, optionally supervising it')
+    .usage('[options] [-- command args...]');
+  const { values, rest } = loadConfig(program, AGENT_SETTINGS, argv, env);
+  return {
+    ...values,
+    labels: Object.fromEntries(values.labels),
+    disks: values.disks.length ? values.disks : ['/'],
+    tokenFile: values.tokenFile ?? `./worker-${values.workerId}.token`,
+    command: rest,
+  };
+}
+
+export type AgentConfig = ReturnType<typeof loadAgentConfig>;

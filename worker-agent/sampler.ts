@@ -1,0 +1,76 @@
+import type { Clock } from '../lib/clock.js';
+import type { Sample } from './agent.js';
+import type { Collector } from './collectors/collector.js';
+import { diskFreeRatio } from './collectors/disk.js';
+import { memoryUsedRatio } from './collectors/memory.js';
+import { runCollectors, type CollectorRun } from './collectors/runner.js';
+import type { HealthEvaluator } from './health.js';
+import type { LatencyWindow } from './latency-window.js';
+import type { HttpProbe, ProbeResult } from './probe.js';
+import type { Supervisor } from './supervisor.js';
+
+// One heartbeat's content: run the collectors and the probe side by side,
+// then let the health evaluator (with its hysteresis) decide the status.
+
+export interface SamplerDeps {
+  clock: Clock;
+  collectors: readonly Collector[];
+  health: HealthEvaluator;
+  probe?: HttpProbe;
+  latency?: LatencyWindow;
+  supervisor?: Supervisor;
+  collectorTimeoutMs?: number;
+  /** Observes every run (agent metrics). */
+  onSample?: (run: CollectorRun, probe: ProbeResult | undefined) => void;
+}
+
+export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
+  return async () => {
+    const [run, probe] = await Promise.all([
+      runCollectors(deps.collectors, { clock: deps.clock, timeoutMs: deps.collectorTimeoutMs ?? 10_000 }),
+      deps.probe?.probe(),
+    ]);
+    // Only answers count towards latency: a timeout or a refused connection
+    // says nothing about how fast the worker responds.
+    if (probe?.httpStatus !== undefined) deps.latency?.add(probe.latencyMs);
+    deps.onSample?.(run, probe);
+    const sup = deps.supervisor?.state();
+    const verdict = deps.health.observe({
+      probe,
+      processExit: sup && !sup.running && sup.exitedAt !== null ? { exitCode: sup.exitCode, signal: sup.signal } : undefined,
+      disks: run.stats.disks.flatMap((d) => {
+        const freeRatio = diskFreeRatio(d);
+        return freeRatio === undefined ? [] : [{ path: d.path, freeRatio }];
+      }),
+      memoryUsedRatio: memoryUsedRatio({ totalBytes: run.stats.memoryTotalBytes, usedBytes: run.stats.memoryUsedBytes }),
+    });
+    const pct = deps.latency?.percentiles();
+    return {
+      status: verdict.status,
+      statusDetail: truncateUtf8(verdict.detail, 256),
+      gpus: run.stats.gpus,
+      memoryUsedBytes: run.stats.memoryUsedBytes,
+      memoryTotalBytes: run.stats.memoryTotalBytes,
+      disks: run.stats.disks,
+      load1: run.stats.load1,
+      collectors: run.statuses,
+      probeLatencyP50Seconds: pct ? pct.p50 / 1000 : undefined,
+      probeLatencyP95Seconds: pct ? pct.p95 / 1000 : undefined,
+      probeLatencyP99Seconds: pct ? pct.p99 / 1000 : undefined,
+    };
+  };
+}
+
+/** Cuts a string to at most max UTF-8 bytes without splitting a character. */
+export function truncateUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = '';
+  let bytes = 0;
+  for (const ch of s) {
+    const b = Buffer.byteLength(ch);
+    if (bytes + b > max - 3) break;
+    out += ch;
+    bytes += b;
+  }
+  return out + '...';
+}
