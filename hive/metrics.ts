@@ -1,5 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { registerProcessMetrics } from '../lib/process-metrics.js';
 import { WorkerState } from '../gen/hive/v1/registry_pb.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { HiveError } from './errors.js';
@@ -46,14 +47,6 @@ export function heartbeatResultOf(err: unknown): HeartbeatResult {
   }
 }
 
-/** prom-client's default metrics, minus the three gauges it names `_total` (promtool rejects them). */
-export function registerDefaultMetrics(prom: PromRegistry): void {
-  collectDefaultMetrics({ register: prom });
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-    if (prom.getSingleMetric(name)) prom.removeSingleMetric(name);
-  }
-}
-
 /** Label names per-worker series carry besides the worker's configured labels. */
 const OWN_LABELS = new Set(['worker_id', 'state', 'gpu', 'gpu_name', 'path', 'job', 'instance', 'le', 'quantile']);
 
@@ -96,7 +89,7 @@ export const METRICS_DEFAULTS = { perWorker: true, labels: ['pool'], maxWorkers:
 export type HiveMetrics = ReturnType<typeof createHiveMetrics>;
 
 export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | undefined, options: HiveMetricsOptions = {}) {
-  registerDefaultMetrics(prom);
+  registerProcessMetrics(prom);
   const clock = options.clock ?? systemClock;
   const heartbeats = new Counter({
     name: 'hive_heartbeats_received_total',

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { registerProcessMetrics } from '../lib/process-metrics.js';
 import { ACTION_NAMES, type ActionName } from './policy.js';
 import { SEVERITIES, type Severity } from './alerts.js';
 
@@ -24,7 +25,7 @@ export const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075,
 export type MonitorMetrics = ReturnType<typeof createMonitorMetrics>;
 
 export function createMonitorMetrics(prom: PromRegistry, src: MonitorGaugeSources) {
-  collectDefaultMetrics({ register: prom });
+  registerProcessMetrics(prom);
   const stale = new Counter({ name: 'hive_monitor_stale_detections_total', help: 'Workers this monitor marked STALE.', registers: [prom] });
   const lag = new Histogram({
     name: 'hive_monitor_detection_lag_seconds',

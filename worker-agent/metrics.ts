@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Code } from '@connectrpc/connect';
-import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry as PromRegistry } from 'prom-client';
+import { registerProcessMetrics } from '../lib/process-metrics.js';
 import type { CollectorRun } from './collectors/runner.js';
 import type { ProbeResult } from './probe.js';
 
@@ -25,11 +26,7 @@ function snake(name: string): string {
 }
 
 export function createAgentMetrics(prom: PromRegistry, workerId: string) {
-  collectDefaultMetrics({ register: prom });
-  // prom-client names three gauges `_total`, which promtool rejects; the per-type gauges stay.
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-    if (prom.getSingleMetric(name)) prom.removeSingleMetric(name);
-  }
+  registerProcessMetrics(prom);
   const labels = { worker_id: workerId };
   const collectorSuccess = new Gauge({ name: 'hive_agent_collector_success', help: 'Whether the collector succeeded on its last run (1) or not (0).', labelNames: ['collector'], registers: [prom] });
   const collectorDuration = new Gauge({ name: 'hive_agent_collector_duration_seconds', help: "Duration of the collector's last run.", labelNames: ['collector'], registers: [prom] });
