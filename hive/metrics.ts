@@ -102,7 +102,7 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
   for (const r of HEARTBEAT_RESULTS) byResult[r].inc(0);
   const handling = new Histogram({
     name: 'hive_heartbeat_handling_seconds',
-    help: 'Time the hive takes to handle one heartbeat, accepted or refused (with the database write when it changes the state).',
+    help: 'Time the hive takes to handle one heartbeat, accepted or refused by the handler (with the database write when it changes the state); not those refused by the auth guard.',
     buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [prom],
   });
@@ -157,9 +157,15 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
   }
 
   return {
-    heartbeat(result: HeartbeatResult, seconds: number): void {
+    /**
+     * Counts one heartbeat by result; seconds is how long handling it took.
+     * A heartbeat refused before it was handled (by the auth guard) has no
+     * handling time: it is counted without one, so that it does not pull the
+     * latency histogram towards zero.
+     */
+    heartbeat(result: HeartbeatResult, seconds?: number): void {
       byResult[result].inc();
-      handled.observe(seconds);
+      if (seconds !== undefined) handled.observe(seconds);
     },
     stream(delta: number): void {
       streams.inc(delta);

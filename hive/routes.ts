@@ -8,7 +8,7 @@ import { guardService, type ScopeRules } from './auth.js';
 import { createControlHandlers, type ControlDeps } from './control-handlers.js';
 import { createRegistryHandlers, type HandlerDeps } from './handlers.js';
 import { createHealthHandlers, type HealthState } from './health-service.js';
-import { heartbeatResultOf } from './metrics.js';
+import { heartbeatResultOf, type HeartbeatResult } from './metrics.js';
 import { createReflectionHandlers, ReflectionV1, ReflectionV1Alpha } from './reflection.js';
 
 // Every service the hive serves, guarded, as one list: the gRPC port and
@@ -50,10 +50,19 @@ export interface Mounted {
   impl: ServiceImpl<DescService>;
 }
 
-export function createServices(deps: HandlerDeps & ControlDeps & { health: HealthState; log: Logger }): Mounted[] {
-  // Heartbeats refused at the door (no token, wrong scope) count as heartbeat results too.
+export type ServiceDeps = Omit<HandlerDeps, 'onHeartbeat'> &
+  ControlDeps & {
+    health: HealthState;
+    log: Logger;
+    /** As in HandlerDeps, but called without seconds for a heartbeat the auth guard refused (it was never handled). */
+    onHeartbeat?: (result: HeartbeatResult, seconds?: number) => void;
+  };
+
+export function createServices(deps: ServiceDeps): Mounted[] {
+  // Heartbeats refused at the door (no token, wrong scope) count as heartbeat
+  // results too, but have no handling time to observe.
   const onRejected = (method: string, err: unknown) => {
-    if (method === 'Heartbeat' || method === 'HeartbeatStream') deps.onHeartbeat?.(heartbeatResultOf(err), 0);
+    if (method === 'Heartbeat' || method === 'HeartbeatStream') deps.onHeartbeat?.(heartbeatResultOf(err));
   };
   const guard = <S extends DescService>(service: S, impl: ServiceImpl<S>, rules: ScopeRules): Mounted => ({
     service,
