@@ -148,7 +148,10 @@ describe('grafana/prometheus.yml and grafana/alerts.yml', () => {
       }),
     );
     expect(names).toEqual(
-      expect.arrayContaining(['HiveWorkerStale', 'HiveWorkerFailed', 'HiveHeartbeatsRejectedSpike', 'HiveMassStaleGuardEngaged', 'HiveDown', 'HiveWorkerVramNearlyFull', 'HiveWorkerDiskNearlyFull']),
+      expect.arrayContaining([
+        'HiveWorkerStale', 'HiveWorkerFailed', 'HiveHeartbeatsRejectedSpike', 'HiveMassStaleGuardEngaged', 'HiveDown', 'HiveWorkerVramNearlyFull', 'HiveWorkerDiskNearlyFull',
+        'HiveWorkersStale', 'HiveWorkersFailed', 'HiveMetricsWorkersOmitted',
+      ]),
     );
     const tested = new Set(
       yamlFile('alerts.test.yml').tests.flatMap((t: { alert_rule_test: Array<{ alertname: string; exp_alerts?: unknown[] }> }) =>
@@ -156,5 +159,14 @@ describe('grafana/prometheus.yml and grafana/alerts.yml', () => {
       ),
     );
     for (const n of names) expect(tested.has(n), `${n} has a firing test`).toBe(true);
+  });
+
+  it('stale and failed workers alert from fleet-wide series too, which stay when per-worker series are off', () => {
+    const rules = yamlFile('alerts.yml').groups.flatMap((g: { rules: Array<{ alert: string; expr: string }> }) => g.rules);
+    const expr = (name: string) => rules.find((r: { alert: string }) => r.alert === name)?.expr ?? '';
+    expect(expr('HiveWorkersStale')).toContain('hive_workers{state="stale"}');
+    expect(expr('HiveWorkersFailed')).toMatch(/hive_workers\{state="failed"\}|hive_monitor_workers_failed/);
+    expect(expr('HiveMetricsWorkersOmitted')).toContain('hive_metrics_workers_omitted');
+    for (const n of ['HiveWorkersStale', 'HiveWorkersFailed', 'HiveMetricsWorkersOmitted']) expect(expr(n), n).not.toMatch(/hive_worker_/);
   });
 });
