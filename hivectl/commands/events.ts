@@ -1,5 +1,5 @@
 import { create } from '@bufbuild/protobuf';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { EventSchema, ListEventsResponseSchema, WorkerState, type Event } from '../../gen/hive/v1/registry_pb.js';
 import { msToTimestamp, parseDurationMs, timestampToMs } from '../../lib/duration.js';
 import { durationArg, messageJson, outputOption, positiveInt, printData, type Ctx, type OutputFormat } from '../context.js';
@@ -67,7 +67,7 @@ export function registerEventCommands(program: Command, ctx: Ctx): void {
     .option('--since <when>', 'only events since then: a duration ago (1h, 30m) or an RFC 3339 time')
     .option('--limit <n>', 'at most this many (the newest)', positiveInt, 50)
     .option('-f, --follow', 'keep printing new events (Ctrl-C ends)')
-    .option('--poll <duration>', 'how often --follow asks for new events', durationArg, 2000)
+    .addOption(new Option('--poll <duration>', 'how often --follow asks for new events').argParser(durationArg).default(2000, '2s'))
     .addOption(outputOption(['table', 'json', 'yaml']))
     .action(async (workerId: string | undefined, opts: EventsOpts) => {
       const pollMs = opts.poll;
