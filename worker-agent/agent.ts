@@ -16,6 +16,7 @@ import { durationToMs, msToDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
 import type { RegistryClient } from './hive-client.js';
 import { readTokenFile, writeTokenFile } from './token-file.js';
+import { boundText } from './wire-text.js';
 
 // The agent's connection to the hive: join once, keep the worker token,
 // heartbeat over one long-lived stream, carry out commands, reconnect with
@@ -117,7 +118,7 @@ export function createAgent(deps: AgentDeps): Agent {
       } catch (err) {
         // A broken sampler must not stop the heartbeat: report it instead.
         log.warn({ err }, 'sampling failed');
-        sample = { status: 3, statusDetail: `agent sampling failed: ${(err as Error).message}`.slice(0, 256) };
+        sample = { status: 3, statusDetail: boundText(`agent sampling failed: ${(err as Error).message}`) };
       }
       if (signal.aborted) return;
       state.seq += 1n;
@@ -165,7 +166,7 @@ export function createAgent(deps: AgentDeps): Agent {
     } else {
       outcome = { success: false, message: `no handler for ${CommandType[cmd.type]} (agent not supervising a process)` };
     }
-    results.push(create(CommandResultSchema, { commandId: cmd.commandId, success: outcome.success, message: outcome.message.slice(0, 256) }));
+    results.push(create(CommandResultSchema, { commandId: cmd.commandId, success: outcome.success, message: boundText(outcome.message) }));
     log.info({ commandId: cmd.commandId, ...outcome }, 'command done');
     beatNow();
   }

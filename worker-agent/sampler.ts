@@ -8,6 +8,7 @@ import type { HealthEvaluator } from './health.js';
 import type { LatencyWindow } from './latency-window.js';
 import type { HttpProbe, ProbeResult } from './probe.js';
 import type { Supervisor } from './supervisor.js';
+import { boundText } from './wire-text.js';
 
 // One heartbeat's content: run the collectors and the probe side by side,
 // then let the health evaluator (with its hysteresis) decide the status.
@@ -47,7 +48,7 @@ export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
     const pct = deps.latency?.percentiles();
     return {
       status: verdict.status,
-      statusDetail: truncateUtf8(verdict.detail, 256),
+      statusDetail: boundText(verdict.detail),
       gpus: run.stats.gpus,
       memoryUsedBytes: run.stats.memoryUsedBytes,
       memoryTotalBytes: run.stats.memoryTotalBytes,
@@ -59,18 +60,4 @@ export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
       probeLatencyP99Seconds: pct ? pct.p99 / 1000 : undefined,
     };
   };
-}
-
-/** Cuts a string to at most max UTF-8 bytes without splitting a character. */
-export function truncateUtf8(s: string, max: number): string {
-  if (Buffer.byteLength(s) <= max) return s;
-  let out = '';
-  let bytes = 0;
-  for (const ch of s) {
-    const b = Buffer.byteLength(ch);
-    if (bytes + b > max - 3) break;
-    out += ch;
-    bytes += b;
-  }
-  return out + '...';
 }

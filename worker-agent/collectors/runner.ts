@@ -5,6 +5,7 @@
 import { create } from '@bufbuild/protobuf';
 import { CollectorStatusSchema, type CollectorStatus } from '../../gen/hive/v1/registry_pb.js';
 import type { Clock } from '../../lib/clock.js';
+import { boundText } from '../wire-text.js';
 import { emptyStats, PartialCollectionError, type CollectedStats, type Collector } from './collector.js';
 
 export interface CollectorRun {
@@ -53,7 +54,8 @@ export async function runCollectors(
     }
     const reason: unknown = outcome.reason;
     if (reason instanceof PartialCollectionError) merge(stats, reason.partial);
-    return create(CollectorStatusSchema, { name, success: false, error: describe(reason), durationSeconds });
+    // The hive refuses the whole heartbeat over one long or multi-line string.
+    return create(CollectorStatusSchema, { name, success: false, error: boundText(describe(reason)), durationSeconds });
   });
   return { stats, statuses };
 }
@@ -81,7 +83,7 @@ async function withDeadline(
 }
 
 function merge(into: CollectedStats, part: Partial<CollectedStats>): void {
-  if (part.gpus) into.gpus.push(...part.gpus);
+  if (part.gpus) into.gpus.push(...part.gpus.map((g) => ({ ...g, uuid: boundText(g.uuid), name: boundText(g.name) })));
   if (part.disks) into.disks.push(...part.disks);
   if (part.memoryUsedBytes !== undefined) into.memoryUsedBytes = part.memoryUsedBytes;
   if (part.memoryTotalBytes !== undefined) into.memoryTotalBytes = part.memoryTotalBytes;
