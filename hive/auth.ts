@@ -73,7 +73,12 @@ export function guardService<S extends DescService>(
       out[name] = async function* (req: unknown, ctx: HandlerContext) {
         try {
           admit(ctx);
-          yield* fn(req, ctx) as AsyncIterable<unknown>;
+          const p = ctx.values.get(principalKey);
+          for await (const msg of fn(req, ctx) as AsyncIterable<unknown>) {
+            // A stream authenticates once; a token revoked since ends it.
+            if (p && !opts.tokens.isActive(p.tokenId)) throw unauthenticated('the token was revoked');
+            yield msg;
+          }
         } catch (err) {
           throw fail(err);
         }

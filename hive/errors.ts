@@ -19,9 +19,29 @@ export const permissionDenied = (msg: string) => new HiveError(Code.PermissionDe
 export const unauthenticated = (msg: string) => new HiveError(Code.Unauthenticated, msg);
 export const resourceExhausted = (msg: string) => new HiveError(Code.ResourceExhausted, msg);
 export const unavailable = (msg: string) => new HiveError(Code.Unavailable, msg);
+export const aborted = (msg: string) => new HiveError(Code.Aborted, msg);
 
 /** Errors from the durable store: the write did not happen. */
 export class StoreUnavailableError extends Error {}
+
+const UNREACHABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOSPC', 'EROFS', 'EDQUOT']);
+// SQLSTATE: connection exceptions (class 08), shutdown and start-up
+// (57P01-57P03), too many connections (53300), out of disk (53100).
+const UNAVAILABLE_SQLSTATE = /^(08|57P0[123]|53[13]00)/;
+const UNREACHABLE_MESSAGE = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i;
+
+/**
+ * Whether a database error means the database cannot be reached or cannot
+ * write (so the call may succeed later), as opposed to a bug in a query.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  if (err instanceof StoreUnavailableError) return true;
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNREACHABLE_ERRNO.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
+  if (err instanceof AggregateError) return err.errors.some(isStoreUnavailable);
+  return UNREACHABLE_MESSAGE.test(err.message);
+}
 
 export function toConnectError(err: unknown, log?: Logger, method?: string): ConnectError {
   if (err instanceof HiveError) {
@@ -29,7 +49,7 @@ export function toConnectError(err: unknown, log?: Logger, method?: string): Con
     return new ConnectError(err.message, err.code);
   }
   if (err instanceof ConnectError) return err;
-  if (err instanceof StoreUnavailableError) {
+  if (isStoreUnavailable(err)) {
     log?.warn({ method, err }, 'store unavailable');
     return new ConnectError('the registry database is unavailable; nothing was changed, try again', Code.Unavailable);
   }

@@ -1,6 +1,5 @@
 import { create } from '@bufbuild/protobuf';
 import {
-  HeartbeatResponseSchema,
   TokenScope,
   WorkerChangeType,
   WorkerState,
@@ -13,7 +12,7 @@ import type { RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, permissionDenied, unavailable } from './errors.js';
+import { aborted, alreadyExists, failedPrecondition, invalidArgument, isStoreUnavailable, notFound, permissionDenied, unauthenticated, unavailable } from './errors.js';
 import { CommandQueue } from './commands.js';
 import { newTokenRow, TokenIndex, type Principal } from './tokens.js';
 import type { EventRow, Store } from './store/store.js';
@@ -38,6 +37,7 @@ export interface RegistryDeps {
 
 const CAN_GO_STALE = new Set([WorkerState.PENDING, WorkerState.HEALTHY, WorkerState.DEGRADED, WorkerState.UNHEALTHY]);
 const MONITOR_STATES = new Set([WorkerState.RESTARTING, WorkerState.FAILED]);
+const PAST_SESSIONS = 8;
 
 export type Registry = Awaited<ReturnType<typeof createRegistry>>;
 
@@ -102,21 +102,48 @@ export async function createRegistry(deps: RegistryDeps) {
     try {
       await serialize(workerId, write);
     } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
       log.warn({ err, workerId }, 'durable write failed; queued for retry');
       if (!writeBehind.defer(write)) throw unavailable('the registry database is unavailable and the outbox is full');
     }
   }
 
-  /** Moves a worker to a new state in memory and durably (state + event in one transaction). */
-  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string): Promise<void> {
+  /**
+   * Moves a worker to a new state in memory and durably (state + event in
+   * one transaction). The move happens in memory first, in the same tick as
+   * the check that allowed it, so no heartbeat can slip in between.
+   *
+   * A transition a caller asked for (Leave, MarkStale, SetWorkerState) is
+   * committed before the reply; when it cannot be, the move is undone and
+   * the call fails with Unavailable, so nothing acknowledged is lost. A
+   * transition a heartbeat caused may wait in the outbox instead: the
+   * heartbeat is accepted either way, and the next one re-derives it.
+   */
+  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, requested: boolean): Promise<void> {
+    if (requested && writeBehind.outbox() > 0) throw unavailable('the registry database is unavailable; nothing was changed, try again');
     const from = w.state;
+    const since = w.stateSince;
     const now = clock.now();
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
     hub.publish(w, WorkerChangeType.UPDATED);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
-    await durably(w.workerId, () => store.transition(snap, [ev]));
+    if (requested) {
+      try {
+        await serialize(w.workerId, () => store.transition(snap, [ev]));
+      } catch (err) {
+        if (w.state === to && w.stateSince === now) {
+          w.state = from;
+          w.stateSince = since;
+          hub.publish(w, WorkerChangeType.UPDATED);
+        }
+        if (isStoreUnavailable(err)) throw unavailable('the registry database is unavailable; nothing was changed, try again');
+        throw err;
+      }
+    } else {
+      await durably(w.workerId, () => store.transition(snap, [ev]));
+    }
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
   }
 
@@ -138,6 +165,13 @@ export async function createRegistry(deps: RegistryDeps) {
     if (p.scope === TokenScope.ADMIN) return;
     if (p.scope !== TokenScope.WORKER) throw permissionDenied('a worker token is required');
     if (p.workerId !== workerId) throw permissionDenied(`this token belongs to worker "${p.workerId}", not "${workerId}"`);
+  }
+
+  /** The last few sessions of a worker, so a heartbeat captured from one of them cannot be replayed. */
+  function rememberSession(w: LiveWorker): void {
+    const past = (w.pastSessions ??= []);
+    past.push(w.sessionId);
+    if (past.length > PAST_SESSIONS) past.shift();
   }
 
   function checkCas(w: LiveWorker, observedSeq: bigint, observedSession: string): void {
@@ -164,10 +198,11 @@ export async function createRegistry(deps: RegistryDeps) {
       if (req.restartPolicy) validatePolicy(req.restartPolicy);
       if (p.scope !== TokenScope.ADMIN && p.scope !== TokenScope.JOIN) throw permissionDenied('registering needs an admin or join token');
       const id = req.workerId;
-      if (registering.has(id)) throw alreadyExists(`worker "${id}" is being registered by another call`);
+      if (registering.has(id)) throw aborted(`worker "${id}" is being registered by another call; try again`);
       const existing = workers.get(id);
       if (existing && tokens.hasWorkerToken(id)) {
         if (p.scope === TokenScope.JOIN) throw alreadyExists(`worker "${id}" already exists with a token; an admin can rotate it`);
+        if (!req.rotateToken) throw alreadyExists(`worker "${id}" already exists with a token; set rotate_token to replace it`);
       }
       registering.add(id);
       try {
@@ -201,8 +236,15 @@ export async function createRegistry(deps: RegistryDeps) {
         const actor = p.scope === TokenScope.ADMIN ? 'admin' : 'join';
         const ev = event(w, existing ? 'token_rotated' : 'registered', existing?.state ?? 0, w.state, actor, existing ? 're-registered' : 'registered');
         await serialize(id, () => store.registerWorker(toStored(w), row, true, ev));
-        // Durable: now make it visible.
-        if (existing) Object.assign(existing, w);
+        // Durable: now make it visible. Only what registration sets is
+        // copied back: heartbeats during the write keep their seq and stats.
+        if (existing) {
+          existing.labels = w.labels;
+          if (existing.intervalMs !== w.intervalMs) existing.intervalToldSession = undefined;
+          existing.intervalMs = w.intervalMs;
+          existing.policy = w.policy;
+          existing.dependsOn = w.dependsOn;
+        }
         const live = existing ?? w;
         workers.set(id, live);
         tokens.removeWorker(id);
@@ -223,10 +265,24 @@ export async function createRegistry(deps: RegistryDeps) {
       }
       const w = workers.get(hb.workerId);
       if (!w) throw notFound(`worker "${hb.workerId}" is not registered`);
-      if (hb.sessionId === w.sessionId && hb.seq <= w.lastSeq && w.lastSeen !== null) {
-        throw failedPrecondition(`seq ${hb.seq} is not greater than the last accepted seq ${w.lastSeq} of session "${hb.sessionId}"`);
+      // A stream authenticates once; a token revoked or rotated since must
+      // stop speaking for the worker at its next heartbeat.
+      if (!tokens.isActive(p.tokenId)) throw unauthenticated('the token was revoked');
+      if (hb.sessionId === w.sessionId) {
+        if (hb.seq <= w.lastSeq && w.lastSeen !== null) {
+          throw failedPrecondition(`seq ${hb.seq} is not greater than the last accepted seq ${w.lastSeq} of session "${hb.sessionId}"`);
+        }
+      } else if (w.pastSessions?.includes(hb.sessionId)) {
+        // A heartbeat of an earlier session is a replay, never a comeback.
+        throw failedPrecondition(`session "${hb.sessionId}" has ended; the worker's current session is "${w.sessionId}"`);
       }
+      const reported = REPORTED_STATE[hb.status];
+      const from = w.state;
+      const steady = from === reported || (from === WorkerState.RESTARTING && !isHealthyReport(reported));
+      // Refused before anything changes when the change could not be kept.
+      if (!steady && writeBehind.outboxFull()) throw unavailable('the registry database is unavailable and the outbox is full');
       const now = clock.now();
+      if (hb.sessionId !== w.sessionId && w.sessionId !== '') rememberSession(w);
       w.lastSeen = now;
       w.lastSeq = hb.seq;
       w.sessionId = hb.sessionId;
@@ -234,20 +290,23 @@ export async function createRegistry(deps: RegistryDeps) {
       w.statusDetail = hb.statusDetail;
       w.lastBeat = hb;
       if (hb.commandResults.length > 0) recordCommandResults(w, hb);
-      const reported = REPORTED_STATE[hb.status];
-      const from = w.state;
-      const reply = create(HeartbeatResponseSchema, {
+      const queued = commands.take(w.workerId);
+      const reply: HeartbeatResponse = {
+        $typeName: 'hive.v1.HeartbeatResponse',
         ackSeq: hb.seq,
-        commands: commands.take(w.workerId),
-        heartbeatInterval: msToDuration(w.intervalMs),
+        commands: queued,
         hiveTime: msToTimestamp(now),
-        state: reported,
-      });
-      if (from === reported || (from === WorkerState.RESTARTING && !isHealthyReport(reported))) {
+        state: steady && from === WorkerState.RESTARTING ? from : reported,
+      };
+      // The interval rides along once per session, and again after it changed.
+      if (w.intervalToldSession !== hb.sessionId) {
+        reply.heartbeatInterval = msToDuration(w.intervalMs);
+        w.intervalToldSession = hb.sessionId;
+      }
+      if (steady) {
         // Common case: no state change. Written behind, published coalesced.
         writeBehind.touch(w.workerId);
         hub.publish(w, WorkerChangeType.UPDATED);
-        if (from === WorkerState.RESTARTING) reply.state = from;
         return reply;
       }
       const kind =
@@ -255,13 +314,13 @@ export async function createRegistry(deps: RegistryDeps) {
         : from === WorkerState.LEFT ? 'rejoined'
         : from === WorkerState.STALE || from === WorkerState.FAILED || from === WorkerState.RESTARTING ? 'recovered'
         : 'status_changed';
-      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => reply);
+      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase(), false).then(() => reply);
     },
 
     async leave(p: Principal, workerId: string, reason: string): Promise<LiveWorker> {
       requireWorkerScope(p, workerId);
       const w = get(workerId);
-      if (w.state !== WorkerState.LEFT) await transition(w, WorkerState.LEFT, 'left', p.workerId ? `worker:${workerId}` : 'admin', reason || 'clean shutdown');
+      if (w.state !== WorkerState.LEFT) await transition(w, WorkerState.LEFT, 'left', p.workerId ? `worker:${workerId}` : 'admin', reason || 'clean shutdown', true);
       return w;
     },
 
@@ -274,7 +333,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
       const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
       if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
-      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
+      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`, true);
       return w;
     },
 
@@ -284,7 +343,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.state === WorkerState.LEFT) throw failedPrecondition(`worker "${workerId}" left cleanly; it is not restarted`);
       if (w.state === to) return w;
       checkCas(w, observedSeq, observedSession);
-      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
+      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason, true);
       return w;
     },
 

@@ -76,7 +76,9 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   });
 
   const grpcServer = new grpc.Server({
-    'grpc.max_receive_message_length': LIMITS.maxMessageBytes * 4,
+    // Our deserializer refuses anything over the limit with InvalidArgument;
+    // grpc-js itself only stops messages too large to be worth reading.
+    'grpc.max_receive_message_length': LIMITS.maxMessageBytes * 64,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,

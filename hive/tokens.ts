@@ -80,6 +80,11 @@ export class TokenIndex {
     }
   }
 
+  /** Whether the token is still valid (not revoked, not replaced by a rotation). */
+  isActive(tokenId: string): boolean {
+    return this.byId.has(tokenId);
+  }
+
   hasWorkerToken(workerId: string): boolean {
     for (const p of this.byHash.values()) if (p.workerId === workerId) return true;
     return false;

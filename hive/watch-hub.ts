@@ -15,6 +15,8 @@ export interface WatchFilter {
 export interface PendingChange {
   type: WorkerChangeType;
   worker: LiveWorker;
+  /** The worker's state when the change was offered. */
+  state: WorkerState;
 }
 
 export class Subscription {
@@ -22,6 +24,7 @@ export class Subscription {
   /** Workers this subscriber currently sees (only tracked when filtered). */
   private readonly visible = new Set<string>();
   private wake: (() => void) | null = null;
+  private frozen = 0;
   closed = false;
 
   constructor(readonly filter: WatchFilter | null) {}
@@ -52,8 +55,17 @@ export class Subscription {
       }
     }
     const prev = this.pending.get(w.workerId);
-    if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) type = WorkerChangeType.ADDED;
-    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w });
+    if (prev && prev.state !== w.state && prev.type !== WorkerChangeType.REMOVED) {
+      // Heartbeat touches collapse; a state change never folds into a later
+      // one (HEALTHY -> STALE -> HEALTHY must reach the watcher as two
+      // changes). Freeze what the watcher has not seen yet, under a key of
+      // its own, and queue the new change after it.
+      this.pending.delete(w.workerId);
+      this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state });
+    } else if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) {
+      type = WorkerChangeType.ADDED;
+    }
+    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state });
     const wake = this.wake;
     if (wake) {
       this.wake = null;

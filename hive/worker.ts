@@ -34,6 +34,10 @@ export interface LiveWorker {
   graceUntil: number | null;
   /** Open heartbeat streams on this hive. */
   streams: number;
+  /** Earlier sessions of this run of the hive (bounded): their heartbeats are replays. */
+  pastSessions?: string[];
+  /** The session last told the heartbeat interval in a reply. */
+  intervalToldSession?: string;
 }
 
 export const REPORTED_STATE: Record<number, WorkerState> = {

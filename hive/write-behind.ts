@@ -24,6 +24,8 @@ export interface WriteBehind {
   defer(job: () => Promise<unknown>): boolean;
   /** Durable writes waiting in the outbox. */
   outbox(): number;
+  /** Whether defer() would refuse the next write. */
+  outboxFull(): boolean;
   forget(workerId: string): void;
   backlog(): number;
   flush(): Promise<void>;
@@ -105,6 +107,7 @@ export function createWriteBehind(deps: {
       return true;
     },
     outbox: () => outbox.length,
+    outboxFull: () => outbox.length >= maxOutbox,
     forget: (id) => void dirty.delete(id),
     backlog: () => dirty.size,
     flush,

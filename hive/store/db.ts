@@ -46,6 +46,8 @@ export async function createPgDb(opts: PgDbOptions): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.max ?? 10,
+    // A stopped or unreachable server must fail the call (Unavailable), not hang it.
+    connectionTimeoutMillis: 5000,
     // search_path is a startup option, so every pooled connection (and
     // every reconnect) lands in the schema without an extra round trip.
     ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),

@@ -5,6 +5,7 @@ import { HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, Toke
 import { ManualClock } from '../../lib/clock.js';
 import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
+import { toConnectError } from '../../hive/errors.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
 import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
@@ -17,15 +18,24 @@ import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
 const log = createLogger('test', 'silent');
 const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
 const joiner: Principal = { scope: TokenScope.JOIN, tokenId: 'join' };
-const as = (workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: `t-${workerId}`, workerId });
+// Worker principals carry the id of the token issued at registration: the
+// registry refuses heartbeats on a token that is no longer active.
+const tokenIds = new Map<string, string>();
+const as = (workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: tokenIds.get(workerId) ?? `unissued-${workerId}`, workerId });
+async function enroll(r: Registry, p: Principal, req: ReturnType<typeof reg>) {
+  const res = await r.register(p, req);
+  tokenIds.set(req.workerId, r.tokens.lookup(res.token)!.tokenId);
+  return res;
+}
 const hb = (workerId: string, seq: number, status = HealthStatus.HEALTHY, sessionId = 's1') => create(HeartbeatRequestSchema, { workerId, sessionId, seq: BigInt(seq), status });
 const reg = (workerId: string, intervalMs = 1000) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(intervalMs), labels: { pool: 'a' } });
 
+// Codes as the RPC boundary maps them (domain errors and store outages alike).
 async function rejectsWith(p: unknown, code: Code): Promise<void> {
   try {
     await p;
   } catch (err) {
-    expect((err as { code: Code }).code, (err as Error).message).toBe(code);
+    expect(toConnectError(err).code, (err as Error).message).toBe(code);
     return;
   }
   throw new Error(`expected ${Code[code]}`);
@@ -66,7 +76,7 @@ describe('registry', () => {
 
   it('applies a heartbeat, then refuses its replay without changing state', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-replay'));
+    await enroll(r, admin, reg('w-replay'));
     await r.heartbeat(as('w-replay'), hb('w-replay', 5));
     expect(r.get('w-replay').state).toBe(WorkerState.HEALTHY);
     throwsWith(() => r.heartbeat(as('w-replay'), hb('w-replay', 5, HealthStatus.UNHEALTHY)), Code.FailedPrecondition);
@@ -80,8 +90,8 @@ describe('registry', () => {
 
   it("refuses one worker's token for another and unknown workers", async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-a'));
-    await r.register(admin, reg('w-b'));
+    await enroll(r, admin, reg('w-a'));
+    await enroll(r, admin, reg('w-b'));
     throwsWith(() => r.heartbeat(as('w-a'), hb('w-b', 1)), Code.PermissionDenied);
     throwsWith(() => r.heartbeat(as('w-ghost'), hb('w-ghost', 1)), Code.NotFound);
     expect(r.get('w-b').lastSeen).toBeNull();
@@ -89,7 +99,7 @@ describe('registry', () => {
 
   it('marks stale only when due, and only the heartbeat it observed (CAS)', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-cas', 1000));
+    await enroll(r, admin, reg('w-cas', 1000));
     await r.heartbeat(as('w-cas'), hb('w-cas', 1));
     await clock.advance(1999);
     await rejectsWith(r.markStale('w-cas', 1n, 's1', 'monitor', ''), Code.FailedPrecondition); // not due yet
@@ -107,7 +117,7 @@ describe('registry', () => {
 
   it('lets a heartbeat that arrives while MarkStale is in flight win', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-race', 1000));
+    await enroll(r, admin, reg('w-race', 1000));
     await r.heartbeat(as('w-race'), hb('w-race', 1));
     await clock.advance(2500);
     const marking = r.markStale('w-race', 1n, 's1', 'monitor', 'silent'); // its database write is pending
@@ -122,7 +132,7 @@ describe('registry', () => {
 
   it('gives every worker a fresh grace after a restart of the hive', async () => {
     let r = await fresh();
-    await r.register(admin, reg('w-grace', 1000));
+    await enroll(r, admin, reg('w-grace', 1000));
     await r.heartbeat(as('w-grace'), hb('w-grace', 1));
     await r.stop();
     await clock.advance(60_000); // the hive was down for a minute
@@ -136,10 +146,10 @@ describe('registry', () => {
 
   it('does not let a join token take over a worker that has a token; an admin rotates it', async () => {
     const r = await fresh();
-    const first = await r.register(joiner, reg('w-join'));
+    const first = await enroll(r, joiner, reg('w-join'));
     expect(r.tokens.lookup(first.token)?.workerId).toBe('w-join');
     await rejectsWith(r.register(joiner, reg('w-join')), Code.AlreadyExists);
-    const rotated = await r.register(admin, reg('w-join'));
+    const rotated = await enroll(r, admin, { ...reg('w-join'), rotateToken: true });
     expect(r.tokens.lookup(first.token)).toBeUndefined();
     expect(r.tokens.lookup(rotated.token)?.workerId).toBe('w-join');
     // Only hashes are stored.
@@ -157,7 +167,7 @@ describe('registry', () => {
 
   it('a LEFT worker is not marked stale; Leave is durable', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-left', 1000));
+    await enroll(r, admin, reg('w-left', 1000));
     await r.heartbeat(as('w-left'), hb('w-left', 1));
     await r.leave(as('w-left'), 'w-left', 'SIGTERM');
     await clock.advance(10_000);
@@ -167,7 +177,7 @@ describe('registry', () => {
 
   it('coalesces heartbeat touches per watcher and tracks filter membership', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-watch'));
+    await enroll(r, admin, reg('w-watch'));
     const all = r.hub.subscribe(null);
     const unhealthyOnly = r.hub.subscribe({ states: new Set([WorkerState.UNHEALTHY]), selector: [] });
     for (let i = 1; i <= 50; i++) await r.heartbeat(as('w-watch'), hb('w-watch', i));
@@ -181,10 +191,86 @@ describe('registry', () => {
     expect(unhealthyOnly.take(100).map((c) => c.type)).toEqual([WorkerChangeType.REMOVED]);
   });
 
+  it('stops a rotated token at its next heartbeat, and refuses heartbeats of an ended session', async () => {
+    const r = await fresh();
+    await enroll(r, admin, reg('w-rot'));
+    const old = as('w-rot');
+    await r.heartbeat(old, hb('w-rot', 3));
+    await enroll(r, admin, { ...reg('w-rot'), rotateToken: true });
+    throwsWith(() => r.heartbeat(old, hb('w-rot', 4, HealthStatus.UNHEALTHY)), Code.Unauthenticated);
+    expect(r.get('w-rot').lastSeq).toBe(3n);
+    expect(r.get('w-rot').state).toBe(WorkerState.HEALTHY);
+    // A new session starts over at seq 1; the old session's heartbeats are replays from then on.
+    await r.heartbeat(as('w-rot'), hb('w-rot', 1, HealthStatus.HEALTHY, 's2'));
+    throwsWith(() => r.heartbeat(as('w-rot'), hb('w-rot', 99, HealthStatus.UNHEALTHY, 's1')), Code.FailedPrecondition);
+    expect(r.get('w-rot').sessionId).toBe('s2');
+    expect(r.get('w-rot').state).toBe(WorkerState.HEALTHY);
+  });
+
+  it('an admin re-registration needs rotate_token, and keeps the live seq and stats', async () => {
+    const r = await fresh();
+    await enroll(r, admin, reg('w-rereg', 1000));
+    await r.heartbeat(as('w-rereg'), hb('w-rereg', 9));
+    await rejectsWith(r.register(admin, reg('w-rereg', 2000)), Code.AlreadyExists);
+    expect(r.get('w-rereg').intervalMs).toBe(1000);
+    await enroll(r, admin, { ...reg('w-rereg', 2000), rotateToken: true });
+    const w = r.get('w-rereg');
+    expect(w.intervalMs).toBe(2000);
+    expect(w.lastSeq).toBe(9n);
+    expect(w.state).toBe(WorkerState.HEALTHY);
+  });
+
+  it('tells the interval once per session and again after it changed', async () => {
+    const r = await fresh();
+    await enroll(r, admin, reg('w-int', 1000));
+    const first = await r.heartbeat(as('w-int'), hb('w-int', 1));
+    expect(first.heartbeatInterval?.seconds).toBe(1n);
+    expect((await r.heartbeat(as('w-int'), hb('w-int', 2))).heartbeatInterval).toBeUndefined();
+    await enroll(r, admin, { ...reg('w-int', 3000), rotateToken: true });
+    expect((await r.heartbeat(as('w-int'), hb('w-int', 3))).heartbeatInterval?.seconds).toBe(3n);
+    expect((await r.heartbeat(as('w-int'), hb('w-int', 1, HealthStatus.HEALTHY, 's2'))).heartbeatInterval?.seconds).toBe(3n);
+  });
+
+  it('delivers every state change to a watcher, while touches between them collapse', async () => {
+    const r = await fresh();
+    await enroll(r, admin, reg('w-flap'));
+    await r.heartbeat(as('w-flap'), hb('w-flap', 1));
+    const sub = r.hub.subscribe(null);
+    await r.heartbeat(as('w-flap'), hb('w-flap', 2));
+    await r.heartbeat(as('w-flap'), hb('w-flap', 3, HealthStatus.UNHEALTHY));
+    await r.heartbeat(as('w-flap'), hb('w-flap', 4, HealthStatus.UNHEALTHY));
+    await r.heartbeat(as('w-flap'), hb('w-flap', 5, HealthStatus.HEALTHY));
+    await r.heartbeat(as('w-flap'), hb('w-flap', 6, HealthStatus.HEALTHY));
+    const seen = sub.take(100).map((c) => WorkerState[c.worker.state]);
+    expect(seen).toEqual(['HEALTHY', 'UNHEALTHY', 'HEALTHY']);
+  });
+
+  it('a requested transition the database cannot take is undone and answered Unavailable', async () => {
+    const own = uniqueSchema('hive_reg_down');
+    const downStore = await openTestStore(own);
+    const c = new ManualClock();
+    const r = await createRegistry({ store: downStore, clock: c, log });
+    try {
+      await enroll(r, admin, reg('w-down', 1000));
+      await r.heartbeat(as('w-down'), hb('w-down', 1));
+      await downStore.close(); // the pool is gone: every write fails as a real connection error
+      await rejectsWith(r.leave(as('w-down'), 'w-down', 'SIGTERM'), Code.Unavailable);
+      expect(r.get('w-down').state).toBe(WorkerState.HEALTHY);
+      await c.advance(5000);
+      await rejectsWith(r.markStale('w-down', 1n, 's1', 'monitor', ''), Code.Unavailable);
+      expect(r.get('w-down').state).toBe(WorkerState.HEALTHY);
+      await rejectsWith(r.register(admin, reg('w-new')), Code.Unavailable);
+      expect(r.workers.has('w-new')).toBe(false);
+    } finally {
+      await r.stop().catch(() => undefined);
+      await dropSchema(own);
+    }
+  });
+
   it('writes heartbeat snapshots behind, in one batch', async () => {
     const r = await fresh();
-    await r.register(admin, reg('w-wb1'));
-    await r.register(admin, reg('w-wb2'));
+    await enroll(r, admin, reg('w-wb1'));
+    await enroll(r, admin, reg('w-wb2'));
     await r.heartbeat(as('w-wb1'), hb('w-wb1', 1));
     await r.heartbeat(as('w-wb2'), hb('w-wb2', 1));
     await r.heartbeat(as('w-wb1'), hb('w-wb1', 7));
