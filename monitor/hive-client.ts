@@ -2,10 +2,12 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
+import { sanitizeReason } from './reason.js';
 
 // The monitor's side of the hive's API, as the narrow interface its parts
 // depend on (tests hand them fakes), and its implementation over gRPC with
-// the monitor's token on every call.
+// the monitor's token on every call. Every reason is sanitized here, the
+// last step before the hive, whoever built it.
 
 export interface CasRef {
   workerId: string;
@@ -47,18 +49,18 @@ export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs
       return registry.watchWorkers({ labelSelector }, { headers, signal });
     },
     async markStale(ref, reason) {
-      const res = await control.markStale({ ...ref, reason, fencingToken }, call);
+      const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken }, call);
       return { worker: res.worker, applied: res.applied };
     },
     async setWorkerState(ref, state, reason) {
-      return (await control.setWorkerState({ ...ref, state, reason, fencingToken }, call)).worker;
+      return (await control.setWorkerState({ ...ref, state, reason: sanitizeReason(reason), fencingToken }, call)).worker;
     },
     async sendRestart(workerId, reason) {
-      const res = await control.sendCommand({ workerId, type: CommandType.RESTART, reason, fencingToken }, call);
+      const res = await control.sendCommand({ workerId, type: CommandType.RESTART, reason: sanitizeReason(reason), fencingToken }, call);
       return { commandId: res.command?.commandId ?? '', delivered: res.delivered };
     },
     async recordEvent(workerId, kind, reason) {
-      await control.recordEvent({ workerId, kind, reason: reason.slice(0, 256), fencingToken }, call);
+      await control.recordEvent({ workerId, kind, reason: sanitizeReason(reason), fencingToken }, call);
     },
     async listDefaultPolicies() {
       return (await control.listDefaultPolicies({}, call)).defaultPolicies;

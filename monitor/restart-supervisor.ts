@@ -8,6 +8,7 @@ import { DeadlineQueue, type Due } from './deadline-queue.js';
 import { DueLoop } from './due-loop.js';
 import type { HiveApi } from './hive-client.js';
 import { errorText, isHeartbeatedSince } from './hive-errors.js';
+import { sanitizeReason } from './reason.js';
 import { triggersOn, type ActionName, type EffectivePolicy, type Trigger } from './policy.js';
 import { attemptsInWindow, backoffMs, cleanRunResets, delayBeforeAttempt, mayAttempt } from './restart-schedule.js';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -109,7 +110,9 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
   }
 
   function event(id: string, kind: string, reason: string): void {
-    track(hive.recordEvent(id, kind, reason).catch((err) => log.warn({ workerId: id, kind, err: errorText(err) }, 'event not recorded')));
+    // Reasons carry action output (several lines, any length): bounded here
+    // so that the HiveApi in use, real or not, gets what the hive accepts.
+    track(hive.recordEvent(id, kind, sanitizeReason(reason)).catch((err) => log.warn({ workerId: id, kind, err: errorText(err) }, 'event not recorded')));
   }
 
   function drop(rec: RestartRecord, why: string): void {
@@ -225,8 +228,13 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
     }
   }
 
-  /** Compare-and-set of a monitor-owned state on the view's latest heartbeat; retried while the watch catches up. */
-  async function casState(rec: RestartRecord, state: WorkerState.RESTARTING | WorkerState.FAILED, reason: string, gen: number): Promise<'ok' | 'gone' | 'healthy' | 'retry'> {
+  /**
+   * Compare-and-set of a monitor-owned state on the view's latest heartbeat;
+   * retried while the watch catches up. 'refused': the hive rejected the
+   * request itself (InvalidArgument), which no retry can change.
+   */
+  async function casState(rec: RestartRecord, state: WorkerState.RESTARTING | WorkerState.FAILED, why: string, gen: number): Promise<'ok' | 'gone' | 'healthy' | 'retry' | 'refused'> {
+    const reason = sanitizeReason(why);
     for (let i = 0; i < 3; i++) {
       if (rec.generation !== gen) return 'gone';
       const w = deps.view.get(rec.id);
@@ -248,6 +256,10 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
         }
         const ce = ConnectError.from(err);
         if (ce.code === Code.NotFound || (ce.code === Code.FailedPrecondition && /left cleanly/.test(ce.rawMessage))) return 'gone';
+        if (ce.code === Code.InvalidArgument) {
+          log.error({ workerId: rec.id, state: WorkerState[state], reason, err: errorText(err) }, 'state change refused by the hive; not retrying');
+          return 'refused';
+        }
         log.warn({ workerId: rec.id, state: WorkerState[state], err: errorText(err) }, 'state change failed; will retry');
         return 'retry';
       }
@@ -273,6 +285,7 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
       return toIdle(rec, clock.now());
     }
     if (r === 'retry') return retryLater(rec, 'waiting');
+    if (r === 'refused') return drop(rec, 'the hive refused RESTARTING');
     rec.casTries = 0;
     const now = clock.now();
     rec.attempts.push(now);
@@ -319,13 +332,15 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
     const gen = rec.generation;
     rec.phase = 'giving_up';
     unschedule(rec);
-    const r = await casState(rec, WorkerState.FAILED, `gave up: ${why}`.slice(0, 256), gen);
+    const r = await casState(rec, WorkerState.FAILED, `gave up: ${why}`, gen);
     if (rec.generation !== gen) return;
     if (r === 'gone') return drop(rec, 'worker left or was removed');
     if (r === 'healthy') return toIdle(rec, clock.now());
     if (r === 'retry') return retryLater(rec, 'giving_up');
+    // Refused: FAILED is not recorded, but the attempts are spent all the
+    // same, and the critical alert must still go out.
     rec.phase = 'gave_up';
-    log.error({ workerId: rec.id, why }, 'restart attempts exhausted; worker FAILED');
+    log.error({ workerId: rec.id, why, recorded: r === 'ok' }, 'restart attempts exhausted; worker FAILED');
     deps.notify?.gaveUp?.(deps.view.get(rec.id), rec, why);
   }
 

@@ -2,11 +2,12 @@ import { create } from '@bufbuild/protobuf';
 import { Registry as PromRegistry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DefaultPolicySchema } from '../../gen/hive/v1/control_pb.js';
-import { RestartAction, RestartMode, RestartPolicySchema } from '../../gen/hive/v1/policy_pb.js';
+import { RestartAction as RA, RestartMode, RestartPolicySchema, type RestartPolicy } from '../../gen/hive/v1/policy_pb.js';
 import { WorkerSchema, WorkerState } from '../../gen/hive/v1/registry_pb.js';
 import { flushMicrotasks, ManualClock } from '../../lib/clock.js';
 import { msToDuration, msToTimestamp } from '../../lib/duration.js';
-import type { RestartRequest } from '../../monitor/actions/action.js';
+import type { ActionResult, RestartAction, RestartRequest } from '../../monitor/actions/action.js';
+import { createExecAction } from '../../monitor/actions/exec.js';
 import { createMonitor, type Monitor, type MonitorOptions } from '../../monitor/monitor.js';
 import { FakeHive, silentLog, T0, worker } from './support.js';
 
@@ -21,13 +22,13 @@ afterEach(async () => {
   monitor = undefined;
 });
 
-const EXEC = create(RestartPolicySchema, { mode: RestartMode.ON_STALE, action: RestartAction.EXEC, execArgv: ['/usr/bin/restart-worker', '{worker_id}'], verifyTimeout: msToDuration(10_000) });
+const EXEC = create(RestartPolicySchema, { mode: RestartMode.ON_STALE, action: RA.EXEC, execArgv: ['/usr/bin/restart-worker', '{worker_id}'], verifyTimeout: msToDuration(10_000) });
 
-async function setup(o: { workers: number; labels?: Record<string, string>; options?: Partial<MonitorOptions> }) {
+async function setup(o: { workers: number; labels?: Record<string, string>; options?: Partial<MonitorOptions>; policy?: RestartPolicy; exec?: (clock: ManualClock) => RestartAction }) {
   const clock = new ManualClock(T0);
   const hive = new FakeHive({ now: () => clock.now() });
   hive.publishing = true;
-  hive.defaults = [create(DefaultPolicySchema, { name: 'exec', labelSelector: 'pool=gpu', priority: 1, policy: EXEC })];
+  hive.defaults = [create(DefaultPolicySchema, { name: 'exec', labelSelector: 'pool=gpu', priority: 1, policy: o.policy ?? EXEC })];
   for (let i = 1; i <= o.workers; i++) hive.put(worker({ id: `w${i}`, lastSeen: T0, labels: o.labels ?? { pool: 'gpu' } }));
   const posted: Array<{ url: string; body: Record<string, unknown> }> = [];
   const fetchImpl = (async (url: string, init: { body: string }) => {
@@ -35,6 +36,7 @@ async function setup(o: { workers: number; labels?: Record<string, string>; opti
     return new Response('{}', { status: 200 });
   }) as unknown as typeof fetch;
   const ran: Array<{ id: string; at: number; req: RestartRequest }> = [];
+  const exec = o.exec?.(clock);
   const prom = new PromRegistry();
   monitor = createMonitor({
     hive,
@@ -44,9 +46,9 @@ async function setup(o: { workers: number; labels?: Record<string, string>; opti
     random: () => 0.5,
     fetchImpl,
     actions: {
-      exec: async (req) => {
+      exec: async (req, signal) => {
         ran.push({ id: req.worker.workerId, at: clock.now(), req });
-        return { ok: true, detail: 'exit 0' };
+        return exec ? exec(req, signal) : { ok: true, detail: 'exit 0' };
       },
     },
     options: {
@@ -124,6 +126,48 @@ describe('monitor (wired, fake hive, manual clock)', () => {
       'hive_monitor_alerts_sent_total{severity="warning"} 1',
       'hive_monitor_alerts_sent_total{severity="info"} 1',
     ]);
+  });
+
+  it('an exec action printing two lines (one multi-byte) that exhausts its attempts ends FAILED with the critical alert', async () => {
+    // The real exec action, on the monitor's manual clock; its output is
+    // the two lines, and every attempt exits 1.
+    const execArgv = ['/bin/sh', '-c', 'printf "restart-worker: unit hive-worker@%s.service not found\\nhint: «systemctl status» ✓\\n" "$1"; exit 1', 'sh', '{worker_id}'];
+    const policy = create(RestartPolicySchema, { mode: RestartMode.ON_STALE, action: RA.EXEC, execArgv, maxAttempts: 2, verifyTimeout: msToDuration(10_000) });
+    const finished: ActionResult[] = [];
+    let onFinished: (() => void) | undefined;
+    const exec = (clock: ManualClock): RestartAction => {
+      const real = createExecAction({ clock, log: silentLog, allow: ['/bin/sh'] });
+      return async (req, signal) => {
+        const r = await real(req, signal);
+        finished.push(r);
+        onFinished?.();
+        return r;
+      };
+    };
+    const { clock, hive, posted, ran } = await setup({ workers: 1, policy, exec });
+    /** Waits (on the child's exit, not on time) for every action started so far. */
+    const actionsDone = () => new Promise<void>((resolve) => {
+      onFinished = () => finished.length >= ran.length && resolve();
+      onFinished();
+    });
+    for (let i = 0; i < 120 && hive.workers.get('w1')!.state !== WorkerState.FAILED; i++) {
+      await clock.advance(1000);
+      await actionsDone();
+      await flushMicrotasks();
+    }
+    expect(hive.workers.get('w1')!.state).toBe(WorkerState.FAILED);
+    expect(finished).toHaveLength(2);
+    expect(finished[0].detail).toContain('\n'); // what the action reports, as printed
+    expect(hive.refused).toEqual([]); // nothing the hive would have rejected
+    const failedReasons = hive.called('recordEvent', 'w1').filter((c) => c.args[0] === 'restart_failed').map((c) => String(c.args[1]));
+    expect(failedReasons).toHaveLength(2);
+    expect(failedReasons[0]).toMatch(/exited with 1: restart-worker: unit hive-worker@w1.service not found hint: «systemctl status» ✓$/);
+    const gaveUp = String(hive.called('setWorkerState', 'w1').at(-1)!.args[2]);
+    expect(gaveUp).toMatch(/^gave up: 2 restart attempts within 10m failed; last: exec \/bin\/sh exited with 1: restart-worker/);
+    expect(Buffer.byteLength(gaveUp)).toBeLessThanOrEqual(256);
+    await flushMicrotasks();
+    const critical = posted.filter((p) => p.body.severity === 'critical');
+    expect(critical.map((p) => [p.body.rule, p.body.worker_id])).toEqual([['worker_failed', 'w1']]);
   });
 
   it('restart-after grace: a worker back within restart_after is marked but not restarted', async () => {

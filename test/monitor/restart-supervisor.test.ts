@@ -148,6 +148,41 @@ describe('restart supervisor', () => {
     expect(ran[3].req.attempt).toBe(1);
   });
 
+  it('action output with newlines reaches the hive on one line; a refused state change is final, not retried', async () => {
+    const out = 'exec /bin/sh exited with 1: first line\nsecond line: déjà vu ✓';
+    const { clock, hive, notes, set, state, s } = setup({ results: [{ ok: false, detail: out }, { ok: false, detail: out }, { ok: false, detail: out }] });
+    set({ id: 'w1', state: WorkerState.STALE, seq: 5 });
+    for (const ms of [1000, 10_000, 20_000]) await clock.advance(ms); // three attempts, each failing at once
+    expect(state('w1')).toBe('FAILED');
+    expect(hive.refused).toEqual([]);
+    expect(hive.called('recordEvent', 'w1').filter((c) => c.args[0] === 'restart_failed').map((c) => c.args[1])).toEqual([
+      'attempt 1/3 via exec (stale): exec /bin/sh exited with 1: first line second line: déjà vu ✓',
+      'attempt 2/3 via exec (stale): exec /bin/sh exited with 1: first line second line: déjà vu ✓',
+      'attempt 3/3 via exec (stale): exec /bin/sh exited with 1: first line second line: déjà vu ✓',
+    ]);
+    expect(String(hive.called('setWorkerState', 'w1').at(-1)!.args[2])).toMatch(/^gave up: 3 restart attempts within 10m failed; last: exec \/bin\/sh exited with 1: first line second line/);
+
+    // The hive refusing the request itself (InvalidArgument) is not a race
+    // to retry: give up once, alert once.
+    set({ id: 'w2', state: WorkerState.STALE, seq: 5 });
+    hive.failNext.set('setWorkerState', [new ConnectError('reason contains control characters', Code.InvalidArgument)]);
+    await clock.advance(1000); // attempt 1: RESTARTING refused
+    expect(s.record('w2')).toBeUndefined(); // dropped, not retried
+    await clock.advance(600_000);
+    expect(hive.called('setWorkerState', 'w2')).toHaveLength(1);
+    expect(state('w2')).toBe('STALE');
+
+    set({ id: 'w3', state: WorkerState.STALE, seq: 5, policy: policy({ ...EXEC_ON_STALE, maxAttempts: 1 }) });
+    await clock.advance(1000); // attempt 1 succeeds; the verify timeout fails it
+    hive.failNext.set('setWorkerState', [new ConnectError('reason is longer than 256 bytes', Code.InvalidArgument)]);
+    await clock.advance(5000); // FAILED refused
+    expect(s.record('w3')!.phase).toBe('gave_up');
+    expect(notes.filter((n) => n === 'gave up w3')).toEqual(['gave up w3']); // the critical alert still goes out
+    const failedCalls = hive.called('setWorkerState', 'w3').length;
+    await clock.advance(600_000);
+    expect(hive.called('setWorkerState', 'w3')).toHaveLength(failedCalls);
+  });
+
   it('a LEFT worker is never restarted, at any step', async () => {
     const { clock, hive, ran, set, s } = setup();
     set({ id: 'gone', state: WorkerState.LEFT });

@@ -10,6 +10,7 @@ import {
   type WatchWorkersResponse,
   type Worker,
 } from '../../gen/hive/v1/registry_pb.js';
+import { checkString } from '../../hive/validate.js';
 import { msToDuration, msToTimestamp } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
 import type { CasRef, HiveApi } from '../../monitor/hive-client.js';
@@ -166,6 +167,19 @@ export class FakeHive implements HiveApi {
     return next;
   }
 
+  /** Calls the real hive would refuse with InvalidArgument (their reason breaks its limits). */
+  readonly refused: Array<{ method: string; reason: string; why: string }> = [];
+
+  /** The hive's own check of a reason (hive/validate.ts): too long or with control characters is InvalidArgument. */
+  private checkReason(method: string, reason: string): void {
+    try {
+      checkString('reason', reason);
+    } catch (err) {
+      this.refused.push({ method, reason, why: (err as Error).message });
+      throw new ConnectError((err as Error).message, Code.InvalidArgument);
+    }
+  }
+
   private cas(ref: CasRef): Worker {
     const w = this.workers.get(ref.workerId);
     if (!w) throw new ConnectError(`worker "${ref.workerId}" is not registered`, Code.NotFound);
@@ -176,6 +190,7 @@ export class FakeHive implements HiveApi {
 
   async markStale(ref: CasRef, reason: string) {
     this.calls.push({ method: 'markStale', workerId: ref.workerId, args: [ref, reason] });
+    this.checkReason('markStale', reason);
     if (this.gate) await this.gate;
     const f = this.failure('markStale');
     if (f) throw f;
@@ -194,6 +209,7 @@ export class FakeHive implements HiveApi {
 
   async setWorkerState(ref: CasRef, state: WorkerState.RESTARTING | WorkerState.FAILED, reason: string) {
     this.calls.push({ method: 'setWorkerState', workerId: ref.workerId, args: [ref, state, reason] });
+    this.checkReason('setWorkerState', reason);
     const f = this.failure('setWorkerState');
     if (f) throw f;
     const cur = this.workers.get(ref.workerId);
@@ -207,6 +223,7 @@ export class FakeHive implements HiveApi {
 
   async sendRestart(workerId: string, reason: string) {
     this.calls.push({ method: 'sendRestart', workerId, args: [reason] });
+    this.checkReason('sendRestart', reason);
     const f = this.failure('sendRestart');
     if (f) throw f;
     return { commandId: `cmd_${this.calls.length}`, delivered: true };
@@ -214,6 +231,7 @@ export class FakeHive implements HiveApi {
 
   async recordEvent(workerId: string, kind: string, reason: string) {
     this.calls.push({ method: 'recordEvent', workerId, args: [kind, reason] });
+    this.checkReason('recordEvent', reason);
   }
 
   async listDefaultPolicies() {
