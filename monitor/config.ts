@@ -70,8 +70,10 @@ export const MONITOR_SETTINGS = {
   token: setting<string>({ flag: 'token', env: 'HIVE_TOKEN', description: 'monitor (or admin) token', required: true, parse: parseToken }),
   httpAddr: setting({ flag: 'http-addr', env: 'MONITOR_HTTP_ADDR', description: 'listen address for /metrics and /healthz', default: parseAddr('127.0.0.1:9464'), parse: parseAddr }),
   selector: setting({ flag: 'selector', env: 'MONITOR_SELECTOR', description: 'label selector of the workers this monitor watches (default: all)', default: '', parse: parseSelectorText }),
-  massStaleShare: setting({ flag: 'mass-stale-share', env: 'MONITOR_MASS_STALE_SHARE', description: 'share of the fleet going stale within the window that engages the mass-stale guard', default: 0.5, parse: parseShare }),
+  massStaleShare: setting({ flag: 'mass-stale-share', env: 'MONITOR_MASS_STALE_SHARE', description: 'the mass-stale guard engages when more than this share of the fleet goes stale within the window', default: 0.5, parse: parseShare }),
   massStaleMin: setting({ flag: 'mass-stale-min', env: 'MONITOR_MASS_STALE_MIN', description: 'fewest stale workers that can engage the mass-stale guard', default: 3, parse: parseCount }),
+  // Default 2x interval, not one: "within one interval" is when the workers
+  // stop; their marks spread over a further interval (see mass-stale-guard.ts).
   massStaleWindow: setting<number | null>({
     flag: 'mass-stale-window',
     env: 'MONITOR_MASS_STALE_WINDOW',

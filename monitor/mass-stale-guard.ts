@@ -11,11 +11,20 @@
 // number, so a wave of 100k stale workers costs 100k small steps.
 
 export interface GuardOptions {
-  /** Share of the fleet (0..1) whose going stale within the window engages the guard (>=). */
+  /** The guard engages when more than this share of the fleet (0..1) goes stale within the window, and stays engaged while more than it is stale. */
   threshold: number;
   /** Fewest stale workers that can engage it (a fleet of two losing one is not a mass event). */
   minCount: number;
-  /** The window; null: twice the (largest) heartbeat interval of the workers marked (workers killed together go stale spread over one interval plus jitter). */
+  /**
+   * The window; null: twice the (largest) heartbeat interval of the workers
+   * marked. The spec's "within one interval" is about when workers stop
+   * (die together, or within one interval of each other); their stale
+   * marks come later and further apart, since each is due 2x interval after
+   * its own last beat and those last beats are spread over one more
+   * interval (random phase, ±10% jitter). Workers killed at the same
+   * instant are marked over up to 1.1 interval, so a one-interval window
+   * would split such a wave and could miss it; 2x interval holds it.
+   */
   windowMs: number | null;
   /** After release, at most one restart action per this many ms until the backlog has drained. */
   resumeIntervalMs: number;
@@ -90,7 +99,7 @@ export class MassStaleGuard {
     }
     if (this.isEngaged) return;
     const fleet = Math.max(1, this.o.fleetSize());
-    if (this.recent >= this.o.minCount && this.recent / fleet >= this.o.threshold) {
+    if (this.recent >= this.o.minCount && this.recent / fleet > this.o.threshold) {
       this.isEngaged = true;
       this.recovering = false;
       this.o.onEngage?.({ stale: this.stale.size, fleet, share: this.recent / fleet, recent: this.recent, windowMs: this.windowMs });
@@ -114,7 +123,7 @@ export class MassStaleGuard {
     if (!this.isEngaged) return;
     const fleet = Math.max(1, this.o.fleetSize());
     const share = this.stale.size / fleet;
-    if (share >= this.o.threshold) return;
+    if (share > this.o.threshold) return;
     this.isEngaged = false;
     this.recovering = true;
     this.nextSlot = now;

@@ -190,7 +190,8 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
     const monitorToken = (await registry.createToken({ scope: TokenScope.MONITOR, description: 'e2e main monitor' }, auth())).token;
     mainMon = startMonitor(['--selector', 'suite=main', '--token', monitorToken, '--alert-slack-webhook', `${rx}/slack`]);
     // The second monitor takes the admin token from the environment (HIVE_TOKEN).
-    massMon = startMonitor(['--selector', 'suite=mass', '--guard-resume-interval', '2s'], { HIVE_TOKEN: admin });
+    // Half the fleet is not more than the default share (50%): this one guards at 40%.
+    massMon = startMonitor(['--selector', 'suite=mass', '--guard-resume-interval', '2s', '--mass-stale-share', '40%'], { HIVE_TOKEN: admin });
     for (const m of [mainMon, massMon]) await m.waitForLog((e) => e.msg === 'monitor serving' && typeof e.http === 'string', 60_000);
 
     const all = ['e-exec', 'e-left', 'e-agent', 'e-fail', 'b-1', 'm-1', 'm-2', 'm-3', 'm-4', 'm-5', 'm-6'];
@@ -321,7 +322,7 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
     expect(execLines().filter((l) => l.args[0] === 'mass')).toEqual([]);
     for (const id of killed) expect(await kinds(id)).toContain('restart_held');
 
-    // One comes back (same token): 2 of 6 stale, below half; the guard releases.
+    // One comes back (same token): 2 of 6 stale, under 40%; the guard releases.
     startAgent('m-1', ['suite=mass']);
     await massMon.waitForLog((e) => e.msg === 'mass-stale guard released: restarts resume at a limited rate', 30_000);
     const lines = await eventually(() => {
