@@ -113,9 +113,12 @@ describe('grafana/provisioning', () => {
     expect(f.providers).toHaveLength(1);
     const p = f.providers[0];
     expect(p).toMatchObject({ name: expect.any(String), type: 'file', options: { path: expect.any(String) } });
-    // The path is where docs/observability.md mounts grafana/: it must end in the dashboards folder.
+    // The path is where the README's Grafana how-to mounts grafana/: it must end in the dashboards folder.
     expect(p.options.path).toMatch(/\/dashboards$/);
-    expect(readFileSync(join(GRAFANA, '..', 'docs', 'observability.md'), 'utf8')).toContain(p.options.path.replace(/\/dashboards$/, ''));
+    const mount = p.options.path.replace(/\/dashboards$/, '');
+    const readme = readFileSync(join(GRAFANA, '..', 'README.md'), 'utf8');
+    expect(readme).toContain(`"$PWD/grafana:${mount}:ro"`);
+    expect(readme).toContain(`GF_PATHS_PROVISIONING=${mount}/provisioning`);
   });
 });
 
