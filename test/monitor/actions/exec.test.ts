@@ -1,5 +1,7 @@
 import { create } from '@bufbuild/protobuf';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -83,24 +85,27 @@ describe('exec action', () => {
 
   it('kills the whole process group on timeout (injected clock)', async () => {
     const clock = new ManualClock();
-    const pidFile = join(dir, 'grandchild.pid');
-    const run = runCommand(['/bin/sh', '-c', `sleep 30 & echo $! > ${pidFile}; wait`], { clock, timeoutMs: 1000, env: { PATH: process.env.PATH } });
-    // Let the shell start its child before time moves.
-    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 10));
-    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    const pidFifo = join(dir, 'grandchild.pid');
+    execFileSync('mkfifo', [pidFifo]);
+    const run = runCommand(['/bin/sh', '-c', `sleep 30 & echo $! > ${pidFifo}; wait`], { clock, timeoutMs: 1000, env: { PATH: process.env.PATH } });
+    // Reading the FIFO waits for the shell to write its child's pid: both
+    // are running before time moves.
+    const grandchild = Number(await readFile(pidFifo, 'utf8'));
+    expect(grandchild).toBeGreaterThan(0);
     await clock.advance(1000);
     const r = await run;
     expect(r.timedOut).toBe(true);
     expect(r.signal).toBe('SIGKILL');
-    // Gone, or a zombie waiting for an init that may not reap (containers).
+    // run settles when the output pipes close, and the grandchild held them
+    // too: it is gone, or a zombie waiting for an init that may not reap
+    // (containers).
     const running = () => {
       try {
-        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${grandchild}/stat`, 'utf8'));
+        return !/^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${grandchild}/stat`, 'utf8'));
       } catch {
         return false;
       }
     };
-    for (let i = 0; i < 100 && running(); i++) await new Promise((res) => setTimeout(res, 10));
     expect(running()).toBe(false);
   });
 
