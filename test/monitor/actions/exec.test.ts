@@ -97,14 +97,19 @@ describe('exec action', () => {
     expect(r.timedOut).toBe(true);
     expect(r.signal).toBe('SIGKILL');
     // run settles when the output pipes close, and the grandchild held them
-    // too: it is gone, or a zombie waiting for an init that may not reap
-    // (containers).
+    // too, so it has been killed: it is exiting (PF_EXITING is set before a
+    // dying process closes its files), a zombie waiting for an init that
+    // may not reap (containers), or gone.
+    const PF_EXITING = 0x4;
     const running = () => {
+      let stat: string;
       try {
-        return !/^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${grandchild}/stat`, 'utf8'));
+        stat = readFileSync(`/proc/${grandchild}/stat`, 'utf8');
       } catch {
         return false;
       }
+      const [state, , , , , , flags] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return !/[ZX]/.test(state!) && (Number(flags) & PF_EXITING) === 0;
     };
     expect(running()).toBe(false);
   });
