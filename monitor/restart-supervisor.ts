@@ -109,10 +109,13 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
     held.delete(rec.id);
   }
 
-  function event(id: string, kind: string, reason: string): void {
+  /** Records an event row; the promise settles (never rejects) once the hive has it or refused it. */
+  function event(id: string, kind: string, reason: string): Promise<void> {
     // Reasons carry action output (several lines, any length): bounded here
     // so that the HiveApi in use, real or not, gets what the hive accepts.
-    track(hive.recordEvent(id, kind, sanitizeReason(reason)).catch((err) => log.warn({ workerId: id, kind, err: errorText(err) }, 'event not recorded')));
+    const p = hive.recordEvent(id, kind, sanitizeReason(reason)).catch((err) => log.warn({ workerId: id, kind, err: errorText(err) }, 'event not recorded'));
+    track(p);
+    return p;
   }
 
   function drop(rec: RestartRecord, why: string): void {
@@ -314,12 +317,18 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
     unschedule(rec);
     if (rec.action) deps.metrics?.restart(rec.action, 'failed');
     log.warn({ workerId: rec.id, attempt: rec.episodeAttempts, action: rec.action, detail }, 'restart attempt failed');
-    event(rec.id, 'restart_failed', `${label(rec)}: ${detail}`);
+    const recorded = event(rec.id, 'restart_failed', `${label(rec)}: ${detail}`);
     deps.notify?.attemptFailed?.(deps.view.get(rec.id), rec, detail);
     const now = clock.now();
     rec.attempts = attemptsInWindow(rec.attempts, now, rec.policy.windowMs);
     if (!mayAttempt(rec.attempts, now, rec.policy)) {
-      track(giveUp(rec, `${rec.attempts.length} restart attempts within ${formatDurationMs(rec.policy.windowMs)} failed; last: ${detail}`));
+      // After the failure's own row, so the log reads in order: the last
+      // restart_failed, then gave_up (written with FAILED).
+      const why = `${rec.attempts.length} restart attempts within ${formatDurationMs(rec.policy.windowMs)} failed; last: ${detail}`;
+      // A recovery or removal meanwhile bumps the generation: then nothing to give up.
+      const gen = rec.generation;
+      rec.phase = 'giving_up';
+      track(recorded.then(() => (rec.generation === gen ? giveUp(rec, why) : undefined)));
       return;
     }
     rec.phase = 'waiting';

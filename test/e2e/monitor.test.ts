@@ -63,6 +63,7 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
   const agents = new Map<string, Proc>();
   const allProcs: Proc[] = [];
   let script: string;
+  let failScript: string;
   let execLog: string;
   const lags: Array<{ workerId: string; lagMs: number }> = [];
 
@@ -112,6 +113,7 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
         '--hive', hive.grpcAddr,
         '--http-addr', '127.0.0.1:0',
         '--exec-allow', script,
+        '--exec-allow', failScript,
         '--alert-webhook', `${rx}/generic`,
         '--alert-startup-grace', '0s',
         '--refresh', '1s',
@@ -132,6 +134,10 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
     script = join(dir.path, 'restart-worker.sh');
     writeFileSync(script, `#!/bin/sh\nprintf '%s %s\\n' "$(date +%s%3N)" "$*" >> '${execLog}'\n`);
     chmodSync(script, 0o755);
+    // A restart command that fails, saying so on two lines (one multi-byte).
+    failScript = join(dir.path, 'restart-fails.sh');
+    writeFileSync(failScript, `#!/bin/sh\nprintf 'restart-worker: unit hive-worker@%s.service not found\\nhint: «systemctl status» ✓\\n' "$1"\nexit 1\n`);
+    chmodSync(failScript, 0o755);
 
     receiver = http.createServer((req, res) => {
       let data = '';
@@ -179,22 +185,44 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
       auth(),
     );
     writeFileSync(join(dir.path, 'e-fail.token'), reg.workerToken, { mode: 0o600 });
+    const regX = await registry.registerWorker(
+      {
+        workerId: 'e-xfail',
+        labels: { suite: 'main' },
+        heartbeatInterval: msToDuration(1000),
+        restartPolicy: policy({
+          mode: RestartMode.ON_STALE,
+          action: RestartAction.EXEC,
+          execArgv: [failScript, '{worker_id}'],
+          restartAfter: msToDuration(200),
+          maxAttempts: 2,
+          backoffInitial: msToDuration(500),
+          backoffMax: msToDuration(1000),
+          actionTimeout: msToDuration(5000),
+        }),
+      },
+      auth(),
+    );
+    writeFileSync(join(dir.path, 'e-xfail.token'), regX.workerToken, { mode: 0o600 });
 
     startAgent('e-exec', ['suite=main', 'scenario=exec', 'zone=z1'], ['--join-token', JOIN]);
     startAgent('e-left', ['suite=main', 'scenario=exec', 'zone=z2'], ['--join-token', JOIN]);
     startAgent('e-agent', ['suite=main'], ['--join-token', JOIN], ['sleep', '3600']);
     startAgent('e-fail', ['suite=main']);
+    startAgent('e-xfail', ['suite=main']);
     startAgent('b-1', ['suite=main'], ['--join-token', JOIN]);
     for (let i = 1; i <= 6; i++) startAgent(`m-${i}`, ['suite=mass'], ['--join-token', JOIN]);
 
     const monitorToken = (await registry.createToken({ scope: TokenScope.MONITOR, description: 'e2e main monitor' }, auth())).token;
-    mainMon = startMonitor(['--selector', 'suite=main', '--token', monitorToken, '--alert-slack-webhook', `${rx}/slack`]);
+    // The main suite's scenarios kill three of its workers side by side on
+    // purpose (and one leaves, shrinking the fleet): not a mass event here.
+    mainMon = startMonitor(['--selector', 'suite=main', '--token', monitorToken, '--alert-slack-webhook', `${rx}/slack`, '--mass-stale-min', '4']);
     // The second monitor takes the admin token from the environment (HIVE_TOKEN).
     // Half the fleet is not more than the default share (50%): this one guards at 40%.
     massMon = startMonitor(['--selector', 'suite=mass', '--guard-resume-interval', '2s', '--mass-stale-share', '40%'], { HIVE_TOKEN: admin });
     for (const m of [mainMon, massMon]) await m.waitForLog((e) => e.msg === 'monitor serving' && typeof e.http === 'string', 60_000);
 
-    const all = ['e-exec', 'e-left', 'e-agent', 'e-fail', 'b-1', 'm-1', 'm-2', 'm-3', 'm-4', 'm-5', 'm-6'];
+    const all = ['e-exec', 'e-left', 'e-agent', 'e-fail', 'e-xfail', 'b-1', 'm-1', 'm-2', 'm-3', 'm-4', 'm-5', 'm-6'];
     await eventually(async () => {
       const ws = (await registry.listWorkers({ pageSize: 100 }, auth())).workers;
       return all.every((id) => ws.find((w) => w.workerId === id)?.state === HEALTHY);
@@ -287,6 +315,20 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
     const slack = await eventually(() => alerts('/slack').find((a) => String(a.body.text).includes('Gave up restarting worker e-fail')), 10_000, 'the Slack alert');
     expect(String(slack.body.text)).toMatch(/^:rotating_light: \[CRITICAL\]/);
     expect(Array.isArray(slack.body.blocks)).toBe(true);
+  }, 90_000);
+
+  it.concurrent('an exec restart printing two lines exhausts its attempts: FAILED, its output in the events on one line, the alert', async ({ expect }) => {
+    await agents.get('e-xfail')!.kill('SIGKILL');
+    await measureStale('e-xfail');
+    const failed = await waitState('e-xfail', FAILED, 30_000);
+    expect(failed.state).toBe(FAILED);
+    const evs = await events('e-xfail');
+    const k = evs.map((e) => e.kind);
+    expect(k.slice(k.indexOf('marked_stale'))).toEqual(['marked_stale', 'restarting', 'restart_issued', 'restart_failed', 'restart_issued', 'restart_failed', 'gave_up']);
+    const reasons = evs.filter((e) => e.kind === 'restart_failed' || e.kind === 'gave_up').map((e) => e.reason);
+    for (const r of reasons) expect(r).toMatch(/exited with 1: restart-worker: unit hive-worker@e-xfail.service not found hint: «systemctl status» ✓/);
+    const alert = await eventually(() => alerts('/generic').find((a) => a.body.rule === 'worker_failed' && a.body.worker_id === 'e-xfail'), 10_000, 'the critical alert');
+    expect(alert.body).toMatchObject({ severity: 'critical' });
   }, 90_000);
 
   it.concurrent('agent SIGTERM: LEFT, never restarted, and the alert says clean shutdown', async ({ expect }) => {
