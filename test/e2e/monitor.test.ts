@@ -318,6 +318,8 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
   }, 90_000);
 
   it.concurrent('an exec restart printing two lines exhausts its attempts: FAILED, its output in the events on one line, the alert', async ({ expect }) => {
+    // Killed after the scenarios that time their stale marks, not beside them.
+    await sleep(4000);
     await agents.get('e-xfail')!.kill('SIGKILL');
     await measureStale('e-xfail');
     const failed = await waitState('e-xfail', FAILED, 30_000);
