@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
 import { addService, listenGrpc } from './grpc-server.js';
+import { createHealthChecks } from './health-checks.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
@@ -63,6 +64,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   registry.tokens.add({ tokenId: 'admin', hash: hashToken(admin.token), scope: TokenScope.ADMIN, workerId: null });
   config.joinTokens.forEach((t, i) => registry!.tokens.add({ tokenId: `config-join-${i + 1}`, hash: hashToken(t), scope: TokenScope.JOIN, workerId: null }));
 
+  const healthChecks = createHealthChecks({ registry, store, clock, log: log.child({ component: 'health-checks' }) });
   const health = createHealthState(['hive.v1.RegistryService', 'hive.v1.ControlService']);
   const shutdown = new AbortController();
   const mounted = createServices({
@@ -73,6 +75,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     health,
     onStream: metrics.stream,
     onHeartbeat: metrics.heartbeat,
+    healthChecks,
+    onCheckReports: healthChecks.report,
   });
 
   const grpcServer = new grpc.Server({
@@ -127,6 +131,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         await http.close();
         await retention.stop();
+        await healthChecks.stop();
         await registry!.stop();
         await store.close();
         log.info('hive stopped');

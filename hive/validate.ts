@@ -13,6 +13,7 @@ export const LIMITS = {
   maxLabels: 64,
   maxCollectors: 32,
   maxCommandResults: 32,
+  maxCheckReports: 8,
   maxDependsOn: 64,
   maxMessageBytes: 64 * 1024,
   minIntervalMs: 100,
@@ -108,6 +109,25 @@ export function validateHeartbeat(hb: HeartbeatRequest): void {
     checkString('collectors.name', c.name);
     checkString('collectors.error', c.error);
     checkFinite('collectors.duration_seconds', c.durationSeconds, 0, 86400);
+  }
+  if (hb.checkReports.length > LIMITS.maxCheckReports) throw invalidArgument(`more than ${LIMITS.maxCheckReports} check reports`);
+  for (let i = 0; i < hb.checkReports.length; i++) {
+    const r = hb.checkReports[i];
+    checkString('check_reports.command_id', r.commandId);
+    checkString('check_reports.probe_detail', r.probeDetail);
+    if (r.probeStatus !== HealthStatus.UNSPECIFIED && r.probeStatus !== HealthStatus.HEALTHY && r.probeStatus !== HealthStatus.DEGRADED && r.probeStatus !== HealthStatus.UNHEALTHY)
+      throw invalidArgument(`check_reports.probe_status ${r.probeStatus} is not a HealthStatus`);
+    checkFinite('check_reports.probe_latency_seconds', r.probeLatencySeconds, 0, 86400);
+    checkFinite('check_reports.hive_rtt_seconds', r.hiveRttSeconds, 0, 86400);
+    checkFinite('check_reports.uptime_seconds', r.uptimeSeconds, 0, 1e10);
+    const st = r.stats;
+    if (st) {
+      if (st.gpus.length > LIMITS.maxGpus || st.disks.length > LIMITS.maxDisks || st.collectors.length > LIMITS.maxCollectors) throw invalidArgument('check_reports.stats has too many gpus, disks or collectors');
+      for (const c of st.collectors) {
+        checkString('check_reports.stats.collectors.name', c.name);
+        checkString('check_reports.stats.collectors.error', c.error);
+      }
+    }
   }
   for (let i = 0; i < hb.commandResults.length; i++) {
     checkString('command_results.command_id', hb.commandResults[i].commandId);
