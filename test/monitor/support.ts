@@ -226,6 +226,16 @@ export class FakeHive implements HiveApi {
     return this.silences;
   }
 
+  async listHealthCheckSchedules() {
+    this.calls.push({ method: 'listHealthCheckSchedules', args: [] });
+    return [];
+  }
+
+  async startScheduledHealthCheck(scheduleId: string) {
+    this.calls.push({ method: 'startScheduledHealthCheck', args: [scheduleId] });
+    return `chk_${this.calls.length}`;
+  }
+
   called(method: string, workerId?: string) {
     return this.calls.filter((c) => c.method === method && (workerId === undefined || c.workerId === workerId));
   }
