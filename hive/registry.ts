@@ -22,6 +22,7 @@ import { WatchHub } from './watch-hub.js';
 import { fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { validatePolicy } from './policy.js';
+import { checkNoCycle } from './dependencies.js';
 
 // The registry's domain core: live state in memory, durable state in the
 // store, changes published to watchers. Transports and auth sit outside;
@@ -169,6 +170,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (existing && tokens.hasWorkerToken(id)) {
         if (p.scope === TokenScope.JOIN) throw alreadyExists(`worker "${id}" already exists with a token; an admin can rotate it`);
       }
+      checkNoCycle({ workerId: id, labels: req.labels, state: existing?.state ?? WorkerState.PENDING, dependsOn: req.dependsOn, dependsOnSelector: req.dependsOnSelector }, workers.values());
       registering.add(id);
       try {
         const now = clock.now();
@@ -197,6 +199,7 @@ export async function createRegistry(deps: RegistryDeps) {
         w.intervalMs = intervalMs;
         if (req.restartPolicy) w.policy = req.restartPolicy;
         w.dependsOn = [...req.dependsOn];
+        w.dependsOnSelector = req.dependsOnSelector;
         const { row, secret } = newTokenRow(TokenScope.WORKER, now, { workerId: id, description: `worker ${id}` });
         const actor = p.scope === TokenScope.ADMIN ? 'admin' : 'join';
         const ev = event(w, existing ? 'token_rotated' : 'registered', existing?.state ?? 0, w.state, actor, existing ? 're-registered' : 'registered');

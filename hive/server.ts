@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
 import { addService, listenGrpc } from './grpc-server.js';
+import { createDependencyTracker } from './dependency-tracker.js';
 import { createHealthChecks } from './health-checks.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
@@ -111,7 +112,9 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     config.httpAddr.port,
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
+  const dependencies = createDependencyTracker({ registry, log: log.child({ component: 'dependencies' }) });
   registry.start();
+  dependencies.start();
   retention.start();
   health.set(true);
   log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite' }, 'hive serving');
@@ -128,6 +131,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         health.set(false);
         shutdown.abort();
         registry!.hub.closeAll();
+        await dependencies.stop();
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         await http.close();
         await retention.stop();

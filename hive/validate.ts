@@ -1,6 +1,7 @@
 import type { HeartbeatRequest, RegisterWorkerRequest } from '../gen/hive/v1/registry_pb.js';
 import { HealthStatus } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
+import { parseSelector } from './selector.js';
 import { durationToMs } from '../lib/duration.js';
 
 // Pure checks of what callers send. A request that fails any of them is
@@ -71,6 +72,8 @@ export function validateRegister(req: RegisterWorkerRequest): { intervalMs: numb
   if (req.dependsOn.length > LIMITS.maxDependsOn) throw invalidArgument(`more than ${LIMITS.maxDependsOn} dependencies`);
   for (const dep of req.dependsOn) checkWorkerId(dep, 'depends_on');
   if (req.dependsOn.includes(req.workerId)) throw invalidArgument('a worker cannot depend on itself');
+  checkString('depends_on_selector', req.dependsOnSelector);
+  parseSelector(req.dependsOnSelector);
   return { intervalMs };
 }
 

@@ -34,6 +34,9 @@ export interface AgentDeps {
   workerId: string;
   intervalMs: number;
   labels: Record<string, string>;
+  /** Declared at registration: worker ids, and a label selector, this worker depends on. */
+  dependsOn?: string[];
+  dependsOnSelector?: string;
   joinToken?: string;
   tokenFile: string;
   /** Collects stats and evaluates health for one heartbeat. */
@@ -91,7 +94,7 @@ export function createAgent(deps: AgentDeps): Agent {
     if (stored) return stored;
     if (!deps.joinToken) throw new Error(`no worker token in ${deps.tokenFile} and no join token to register with`);
     const res = await client.registerWorker(
-      { workerId: deps.workerId, labels: deps.labels, heartbeatInterval: msToDuration(deps.intervalMs) },
+      { workerId: deps.workerId, labels: deps.labels, heartbeatInterval: msToDuration(deps.intervalMs), dependsOn: deps.dependsOn ?? [], dependsOnSelector: deps.dependsOnSelector ?? '' },
       { headers: auth(deps.joinToken), timeoutMs: 10_000, signal: stopCtl.signal },
     );
     await writeTokenFile(deps.tokenFile, res.workerToken);

@@ -54,6 +54,8 @@ const agent = createAgent({
   workerId: config.workerId,
   intervalMs: config.interval,
   labels: config.labels,
+  dependsOn: config.dependsOn,
+  dependsOnSelector: config.dependsOnSelector,
   joinToken: config.joinToken,
   tokenFile: config.tokenFile,
   events: metrics.events,

@@ -33,6 +33,7 @@ export interface WorkerInit {
   graceUntil?: number;
   stateSince?: number;
   registeredAt?: number;
+  blockedBy?: string[];
 }
 
 export function worker(i: WorkerInit): Worker {
@@ -48,6 +49,7 @@ export function worker(i: WorkerInit): Worker {
     stateSince: msToTimestamp(i.stateSince ?? i.lastSeen ?? T0),
     graceUntil: i.graceUntil === undefined ? undefined : msToTimestamp(i.graceUntil),
     restartPolicy: i.policy,
+    blockedBy: i.blockedBy ?? [],
   });
 }
 
