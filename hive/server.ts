@@ -11,6 +11,7 @@ import { createHealthChecks } from './health-checks.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
+import { dependencyProblems, pingRedis, type DependencyProbe } from './readiness.js';
 import { createRegistry, type Registry } from './registry.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
@@ -66,6 +67,11 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   config.joinTokens.forEach((t, i) => registry!.tokens.add({ tokenId: `config-join-${i + 1}`, hash: hashToken(t), scope: TokenScope.JOIN, workerId: null }));
 
   const healthChecks = createHealthChecks({ registry, store, clock, log: log.child({ component: 'health-checks' }) });
+  const readiness: DependencyProbe[] = [{ name: config.databaseUrl ? 'postgresql' : 'postgresql (embedded)', check: () => store.ping() }];
+  if (config.redisUrl) {
+    const url = config.redisUrl;
+    readiness.push({ name: 'redis', check: () => pingRedis(url) });
+  }
   const health = createHealthState(['hive.v1.RegistryService', 'hive.v1.ControlService']);
   const shutdown = new AbortController();
   const mounted = createServices({
@@ -98,13 +104,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       shutdownSignal: shutdown.signal,
       pages: createStatusPages(),
       healthProblems: async () => {
-        const problems: string[] = [];
-        if (!health.serving()) problems.push('not serving');
-        try {
-          await store.ping();
-        } catch (err) {
-          problems.push(`database: ${(err as Error).message}`);
-        }
+        const problems = await dependencyProblems(readiness);
+        if (!health.serving()) problems.unshift('not serving');
         return problems;
       },
     }),
