@@ -48,7 +48,7 @@ export function heartbeatResultOf(err: unknown): HeartbeatResult {
 }
 
 /** Label names per-worker series carry besides the worker's configured labels. */
-const OWN_LABELS = new Set(['worker_id', 'state', 'gpu', 'gpu_name', 'path', 'job', 'instance', 'le', 'quantile']);
+const OWN_LABELS = new Set(['worker_id', 'state', 'gpu', 'gpu_name', 'path', 'job', 'instance', 'le', 'quantile', 'percentile']);
 
 /**
  * Turns worker label keys (`pool`, `gpu.model`, `example.com/zone`) into
@@ -213,6 +213,7 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
   const diskFree = gauge('hive_worker_disk_free_bytes', 'Free space of a filesystem path, as last reported.', ['path']);
   const diskTotal = gauge('hive_worker_disk_total_bytes', 'Size of a filesystem path, as last reported.', ['path']);
   const load1 = gauge('hive_worker_load1', 'One-minute load average, as last reported.');
+  const probeLatency = gauge('hive_worker_probe_latency_seconds', "Percentiles of the agent's probe latency over its sliding window, as last reported (percentile 50, 95, 99).", ['percentile']);
 
   function set(w: LiveWorker, now: number): void {
     const labels: Record<string, string> = { worker_id: w.workerId };
@@ -246,6 +247,9 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
       diskTotal.set(l, Number(d.totalBytes));
     }
     load1.set(labels, stats.load1);
+    if (stats.probeLatencyP50Seconds !== undefined) probeLatency.set({ ...labels, percentile: '50' }, stats.probeLatencyP50Seconds);
+    if (stats.probeLatencyP95Seconds !== undefined) probeLatency.set({ ...labels, percentile: '95' }, stats.probeLatencyP95Seconds);
+    if (stats.probeLatencyP99Seconds !== undefined) probeLatency.set({ ...labels, percentile: '99' }, stats.probeLatencyP99Seconds);
   }
 
   async function fill(): Promise<void> {
