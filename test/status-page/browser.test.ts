@@ -135,6 +135,15 @@ describe('status page in Chromium', () => {
     expect(await page.locator('.card').count()).toBe(2);
   });
 
+  it('shows the last health-check run, answered by the real agents, without a reload', async () => {
+    expect(await page.locator('#check-empty').isVisible()).toBe(true);
+    const started = (await control.startHealthCheck({ timeout: { seconds: 20n, nanos: 0 } }, auth)).check!;
+    await eventually(async () => (await page.locator('#check .check-id').textContent()) === started.checkId, 15_000, 'the run on the page');
+    await eventually(async () => /score 1\.00 healthy, 0 of 2 failed/.test((await page.locator('#check .check-score').textContent()) ?? ''), 15_000, 'the finished run on the page');
+    expect(await page.locator('#check .check-summary').textContent()).toMatch(/^2 workers checked: 2 healthy, 0 degraded, 0 failed\./);
+    expect(await page.locator('#check-empty').isVisible()).toBe(false);
+  });
+
   it("turns a killed agent's card red without a reload once the worker is marked stale", async () => {
     await page.evaluate(() => ((window as unknown as { sameDocument: string }).sameDocument = 'yes'));
     await agents['gpu-b'].kill('SIGKILL');
