@@ -18,7 +18,7 @@ export type HeartbeatResult = (typeof HEARTBEAT_RESULTS)[number];
 /** Event kinds the hive itself writes (the monitor may record others). */
 export const EVENT_KINDS = [
   'registered', 'token_rotated', 'first_heartbeat', 'status_changed', 'recovered', 'rejoined', 'left',
-  'marked_stale', 'restarting', 'gave_up', 'command_result', 'policy_set', 'deregistered',
+  'marked_stale', 'restarting', 'gave_up', 'command_result', 'policy_set', 'deregistered', 'blocked', 'unblocked',
 ] as const;
 
 const STATE_NAMES = Object.entries(WorkerState)
@@ -149,6 +149,17 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     buckets: [1, 10, 100, 1000, 10_000, 100_000],
     registers: [prom],
   });
+  const checks = new Counter({ name: 'hive_health_checks_total', help: 'Finished health-check runs, by trigger (manual, scheduled) and band of the run score.', labelNames: ['trigger', 'band'], registers: [prom] });
+  for (const t of ['manual', 'scheduled']) for (const b of ['healthy', 'degraded', 'unhealthy', 'critical']) checks.labels(t, b).inc(0);
+  let runningChecks: () => number = () => 0;
+  new Gauge({
+    name: 'hive_health_checks_running',
+    help: 'Health-check runs in progress on this hive.',
+    registers: [prom],
+    collect() {
+      this.set(runningChecks());
+    },
+  });
   const events = new Counter({ name: 'hive_events_written_total', help: 'Events appended to the event log, by kind.', labelNames: ['kind'], registers: [prom] });
   for (const k of EVENT_KINDS) events.labels(k).inc(0);
 
@@ -170,6 +181,13 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     },
     event(kind: string): void {
       events.labels(kind).inc();
+    },
+    checkFinished(trigger: 'manual' | 'scheduled', band: 'healthy' | 'degraded' | 'unhealthy' | 'critical'): void {
+      checks.labels(trigger, band).inc();
+    },
+    /** Where hive_health_checks_running reads from (the run manager is created after the metrics). */
+    countRunningChecks(fn: () => number): void {
+      runningChecks = fn;
     },
   };
 }

@@ -7,7 +7,9 @@ import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
 import { addService, listenGrpc } from './grpc-server.js';
 import { createDependencyTracker } from './dependency-tracker.js';
+import { HealthCheckTrigger } from '../gen/hive/v1/health_check_pb.js';
 import { createHealthChecks } from './health-checks.js';
+import { healthBand } from './health-score.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
@@ -66,7 +68,14 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   registry.tokens.add({ tokenId: 'admin', hash: hashToken(admin.token), scope: TokenScope.ADMIN, workerId: null });
   config.joinTokens.forEach((t, i) => registry!.tokens.add({ tokenId: `config-join-${i + 1}`, hash: hashToken(t), scope: TokenScope.JOIN, workerId: null }));
 
-  const healthChecks = createHealthChecks({ registry, store, clock, log: log.child({ component: 'health-checks' }) });
+  const healthChecks = createHealthChecks({
+    registry,
+    store,
+    clock,
+    log: log.child({ component: 'health-checks' }),
+    onFinished: (run) => metrics.checkFinished(run.trigger === HealthCheckTrigger.SCHEDULED ? 'scheduled' : 'manual', healthBand(run.score)),
+  });
+  metrics.countRunningChecks(() => healthChecks.running);
   const readiness: DependencyProbe[] = [{ name: config.databaseUrl ? 'postgresql' : 'postgresql (embedded)', check: () => store.ping() }];
   if (config.redisUrl) {
     const url = config.redisUrl;

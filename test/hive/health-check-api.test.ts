@@ -113,4 +113,13 @@ describe('health-check API', () => {
     for await (const m of control.watchHealthCheck({ checkId: ids[0] }, as(tokens.read))) seen.push(m.check!);
     expect(seen.map((c) => [c.checkId, c.state])).toEqual([[ids[0], HealthCheckState.DONE]]);
   });
+
+  it('counts finished runs on /metrics by trigger and band', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${hive.httpPort}/metrics`)).text();
+    // Three manual runs and one scheduled one above, none refused, all without workers: healthy.
+    expect(text).toContain('hive_health_checks_total{trigger="manual",band="healthy"} 3');
+    expect(text).toContain('hive_health_checks_total{trigger="scheduled",band="healthy"} 1');
+    expect(text).toContain('hive_health_checks_total{trigger="manual",band="critical"} 0');
+    expect(text).toMatch(/^hive_health_checks_running 0$/m);
+  });
 });
