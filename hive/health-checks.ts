@@ -217,8 +217,14 @@ export function createHealthChecks(deps: HealthChecksDeps) {
         }
         await new Promise<void>((resolve) => {
           if (run.version !== seen || signal.aborted) return resolve();
-          run.waiters.add(resolve);
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          // One listener per wait, removed again: a long run must not pile them up on the signal.
+          const wake = () => {
+            signal.removeEventListener('abort', wake);
+            run.waiters.delete(wake);
+            resolve();
+          };
+          run.waiters.add(wake);
+          signal.addEventListener('abort', wake, { once: true });
         });
       }
     },

@@ -126,9 +126,21 @@ export function validateHeartbeat(hb: HeartbeatRequest): void {
     const st = r.stats;
     if (st) {
       if (st.gpus.length > LIMITS.maxGpus || st.disks.length > LIMITS.maxDisks || st.collectors.length > LIMITS.maxCollectors) throw invalidArgument('check_reports.stats has too many gpus, disks or collectors');
+      if (st.memoryUsedBytes > st.memoryTotalBytes && st.memoryTotalBytes !== 0n) throw invalidArgument('check_reports.stats: memory_used_bytes exceeds memory_total_bytes');
+      checkFinite('check_reports.stats.load1', st.load1, 0, 1e6);
+      for (const g of st.gpus) {
+        checkString('check_reports.stats.gpus.uuid', g.uuid);
+        checkString('check_reports.stats.gpus.name', g.name);
+        if (g.memoryUsedBytes > g.memoryTotalBytes && g.memoryTotalBytes !== 0n) throw invalidArgument('check_reports.stats.gpus: memory_used_bytes exceeds memory_total_bytes');
+      }
+      for (const d of st.disks) {
+        checkString('check_reports.stats.disks.path', d.path);
+        if (d.freeBytes > d.totalBytes) throw invalidArgument('check_reports.stats.disks: free_bytes exceeds total_bytes');
+      }
       for (const c of st.collectors) {
         checkString('check_reports.stats.collectors.name', c.name);
         checkString('check_reports.stats.collectors.error', c.error);
+        checkFinite('check_reports.stats.collectors.duration_seconds', c.durationSeconds, 0, 86400);
       }
     }
   }

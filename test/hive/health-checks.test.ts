@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckOutcome, HealthBand, HealthCheckState, HealthCheckTrigger, type HealthCheck } from '../../gen/hive/v1/health_check_pb.js';
 import { CheckReportSchema, CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerState } from '../../gen/hive/v1/registry_pb.js';
@@ -143,6 +144,31 @@ describe('health-check runs', () => {
     expect(by['w-c']).toMatchObject({ score: 0.8, band: HealthBand.DEGRADED, reason: 'collector gpu failed: nvidia-smi hung' });
     expect(done.summary).toContain('1 failed');
     expect(done.summary).toMatch(/Since chk_[0-9a-f]+: recovered: w-c\.$/);
+  });
+
+  it('a heartbeat carrying a malformed check report is InvalidArgument and changes nothing', () => {
+    const before = registry.workers.get('w-a')!.lastSeq;
+    const bad = [
+      { probeStatus: 9 as HealthStatus },
+      { probeLatencySeconds: -1 },
+      { hiveRttSeconds: Number.NaN },
+      { probeDetail: 'x'.repeat(300) },
+      { stats: { disks: [{ path: '/', freeBytes: 2n, totalBytes: 1n }] } },
+      { stats: { gpus: [{ name: 'g'.repeat(300) }] } },
+    ];
+    for (const over of bad) {
+      const hb = create(HeartbeatRequestSchema, { workerId: 'w-a', sessionId: 's', seq: before + 1n, status: HealthStatus.HEALTHY, checkReports: [report('cmd_x', HealthStatus.HEALTHY, 'ok', over)] });
+      let code: Code | undefined;
+      try {
+        registry.heartbeat(as('w-a'), hb);
+      } catch (err) {
+        code = (err as { code: Code }).code;
+      }
+      expect(code, JSON.stringify(Object.keys(over))).toBe(Code.InvalidArgument);
+      expect(registry.workers.get('w-a')!.lastSeq).toBe(before);
+    }
+    const tooMany = create(HeartbeatRequestSchema, { workerId: 'w-a', sessionId: 's', seq: before + 1n, checkReports: Array.from({ length: 9 }, (_, i) => report(`c${i}`, HealthStatus.HEALTHY)) });
+    expect(() => registry.heartbeat(as('w-a'), tooMany)).toThrow(/more than 8 check reports/);
   });
 
   it('a run without matching workers is done at once with nothing wrong', async () => {
