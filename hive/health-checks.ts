@@ -229,11 +229,40 @@ export function createHealthChecks(deps: HealthChecksDeps) {
       }
     },
 
+    /**
+     * Closes runs a previous hive process left RUNNING (it stopped or
+     * crashed mid-run): whoever had not answered then never will to this
+     * process, so they fail with that reason and the run gets its score and
+     * summary. Called once at start, before anything is served.
+     */
+    async recover(): Promise<number> {
+      const orphans = await store.listHealthChecks({ state: HealthCheckState.RUNNING, limit: 1000 });
+      for (const row of orphans) {
+        if (live.has(row.checkId)) continue;
+        const stored = await store.getHealthCheck(row.checkId);
+        if (!stored) continue;
+        const results = stored.results;
+        const late = results.filter((r) => r.outcome === CheckOutcome.PENDING);
+        for (const r of late) Object.assign(r, noAnswer(row.timeoutMs), { reason: 'no answer: the hive stopped during the run' });
+        let previous;
+        try {
+          previous = await previousOf(row);
+        } catch {
+          previous = undefined;
+        }
+        const score = runScore(results.map((r) => r.score));
+        const done: HealthCheckRow = { ...stored.run, state: HealthCheckState.DONE, finishedAt: clock.now(), completed: results.length, failed: results.filter(isFailed).length, score, band: bandOf(score), summary: summarize(results, previous) };
+        await store.saveHealthCheck(done, late);
+        log.warn({ checkId: row.checkId, unanswered: late.length }, 'health check left running by a previous hive closed');
+      }
+      return orphans.length;
+    },
+
     get running(): number {
       return live.size;
     },
 
-    /** Ends timers; runs still going stay RUNNING in the store (a later hive does not resume them). */
+    /** Ends timers; runs still going stay RUNNING in the store until the next start's recover() closes them. */
     async stop(): Promise<void> {
       for (const run of live.values()) {
         run.timer.abort();

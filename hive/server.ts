@@ -76,6 +76,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     onFinished: (run) => metrics.checkFinished(run.trigger === HealthCheckTrigger.SCHEDULED ? 'scheduled' : 'manual', healthBand(run.score)),
   });
   metrics.countRunningChecks(() => healthChecks.running);
+  await healthChecks.recover();
   const readiness: DependencyProbe[] = [{ name: config.databaseUrl ? 'postgresql' : 'postgresql (embedded)', check: () => store.ping() }];
   if (config.redisUrl) {
     const url = config.redisUrl;

@@ -128,6 +128,10 @@ export async function listHealthChecks(db: Db, q: HealthCheckQuery): Promise<Hea
     params.push(q.trigger);
     where.push(`trigger = $${params.length}`);
   }
+  if (q.state !== undefined) {
+    params.push(q.state);
+    where.push(`state = $${params.length}`);
+  }
   if (q.before !== undefined) {
     params.push(iso(q.before.startedAt), q.before.checkId);
     where.push(`(started_at, check_id) < ($${params.length - 1}::timestamptz, $${params.length})`);

@@ -112,6 +112,8 @@ export interface HealthCheckResultRow {
 export interface HealthCheckQuery {
   /** Only runs of this trigger. */
   trigger?: number;
+  /** Only runs in this state. */
+  state?: number;
   /** Paging, newest first: only runs started before this (started_at, check_id). */
   before?: { startedAt: number; checkId: string };
   limit: number;

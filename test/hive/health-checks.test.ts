@@ -171,6 +171,27 @@ describe('health-check runs', () => {
     expect(() => registry.heartbeat(as('w-a'), tooMany)).toThrow(/more than 8 check reports/);
   });
 
+  it('a run left RUNNING by a stopped hive is closed at the next start: the unanswered fail with that reason', async () => {
+    const first = createHealthChecks({ registry, store, clock, log });
+    const run = await first.start({ labelSelector: 'pool=gpu', timeoutMs: 60_000, trigger: HealthCheckTrigger.MANUAL, scheduleId: '', startedBy: 'admin' });
+    const a = checkCommand('w-a');
+    for (const id of ['w-b', 'w-c']) checkCommand(id);
+    first.report('w-a', [report(a.commandId, HealthStatus.HEALTHY)]);
+    await first.stop();
+    expect((await store.getHealthCheck(run.checkId))?.run.state).toBe(HealthCheckState.RUNNING);
+
+    const next = createHealthChecks({ registry, store, clock, log });
+    expect(await next.recover()).toBe(1);
+    const closed = await next.get(run.checkId);
+    expect(closed).toMatchObject({ state: HealthCheckState.DONE, completed: 3, failed: 2 });
+    expect(closed.results.map((r) => [r.workerId, r.outcome, r.reason])).toEqual([
+      ['w-a', CheckOutcome.ANSWERED, 'ok'],
+      ['w-b', CheckOutcome.NO_ANSWER, 'no answer: the hive stopped during the run'],
+      ['w-c', CheckOutcome.NO_ANSWER, 'no answer: the hive stopped during the run'],
+    ]);
+    expect(await next.recover()).toBe(0);
+  });
+
   it('a run without matching workers is done at once with nothing wrong', async () => {
     const run = await checks.start({ labelSelector: 'pool=none', timeoutMs: 5000, trigger: HealthCheckTrigger.SCHEDULED, scheduleId: 's1', startedBy: 'monitor' });
     expect(run).toMatchObject({ state: HealthCheckState.DONE, total: 0, score: 1, band: HealthBand.HEALTHY, summary: 'no workers matched' });

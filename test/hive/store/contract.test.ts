@@ -449,6 +449,9 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       expect(ids(await store.listHealthChecks({ limit: 2, before: { startedAt: last.startedAt, checkId: last.checkId } }))).toEqual(['c2', 'c1']);
       expect(ids(await store.listHealthChecks({ limit: 10, trigger: 2 }))).toEqual(['c4', 'c2']);
       expect(ids(await store.listHealthChecks({ limit: 10, trigger: 1 }))).toEqual(['c3', 'c1']);
+      await store.saveHealthCheck({ ...runs[1], state: 1, finishedAt: null }, []);
+      expect(ids(await store.listHealthChecks({ limit: 10, state: 1 }))).toEqual(['c2']);
+      expect(ids(await store.listHealthChecks({ limit: 10, state: 2, trigger: 2 }))).toEqual(['c4']);
     });
 
     it('health-check schedules: put, replace (keeping created_at), get, list, delete', async () => {
