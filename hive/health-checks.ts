@@ -85,6 +85,8 @@ export function createHealthChecks(deps: HealthChecksDeps) {
 
   function finish(run: LiveRun): Promise<void> {
     run.finishing ??= (async () => {
+      // The run ends now; reading the previous run and writing come after.
+      const endedAt = clock.now();
       run.timer.abort();
       for (const c of run.commands.keys()) byCommand.delete(c);
       const late: HealthCheckResultRow[] = [];
@@ -103,7 +105,7 @@ export function createHealthChecks(deps: HealthChecksDeps) {
       const score = runScore(results.map((r) => r.score));
       Object.assign(run.row, {
         state: HealthCheckState.DONE,
-        finishedAt: clock.now(),
+        finishedAt: endedAt,
         completed: results.length,
         failed: results.filter(isFailed).length,
         score,
