@@ -26,6 +26,16 @@ export const HIVE_SETTINGS = {
       return s;
     },
   }),
+  redisUrl: setting<string | undefined>({
+    flag: 'redis-url',
+    env: 'HIVE_REDIS_URL',
+    description: 'Redis URL (redis://[:password@]host:port); when set, /healthz demands an exact PONG from it',
+    parse: (s) => {
+      const u = new URL(s);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('must be a redis:// or rediss:// URL');
+      return s;
+    },
+  }),
   adminToken: setting<string | undefined>({
     flag: 'admin-token',
     env: 'HIVE_ADMIN_TOKEN',
@@ -90,6 +100,6 @@ export function loadHiveConfig(argv: string[], env = process.env) {
 }
 
 type LoadedConfig = ReturnType<typeof loadHiveConfig>;
-type MetricsSettings = 'metricsPerWorker' | 'metricsLabels' | 'metricsMaxWorkers';
-/** The metrics settings may be left out by in-process hives (tests); the defaults then apply. */
+type MetricsSettings = 'metricsPerWorker' | 'metricsLabels' | 'metricsMaxWorkers' | 'redisUrl';
+/** Settings in-process hives (tests) may leave out: the defaults then apply (no Redis). */
 export type HiveConfig = Omit<LoadedConfig, MetricsSettings> & Partial<Pick<LoadedConfig, MetricsSettings>>;

@@ -9,6 +9,8 @@ import type { Clock } from '../lib/clock.js';
 import { durationToMs, msToTimestamp } from '../lib/duration.js';
 import { principalOf } from './auth.js';
 import { invalidArgument, notFound } from './errors.js';
+import { createHealthCheckHandlers } from './health-check-handlers.js';
+import type { HealthChecks } from './health-checks.js';
 import { toEventMessage } from './handlers.js';
 import { validatePolicy } from './policy.js';
 import type { Registry } from './registry.js';
@@ -23,6 +25,7 @@ export interface ControlDeps {
   registry: Registry;
   store: Store;
   clock: Clock;
+  healthChecks: HealthChecks;
 }
 
 const actorOf = (scope: TokenScope) => (scope === TokenScope.ADMIN ? 'admin' : 'monitor');
@@ -41,6 +44,8 @@ const toSilence = (s: SilenceRow) =>
 export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof ControlService> {
   const { registry, store, clock } = deps;
   return {
+    ...createHealthCheckHandlers(deps),
+
     async markStale(req, ctx) {
       checkString('reason', req.reason);
       // Read before the call: a repeat on an already STALE worker is a no-op.

@@ -37,6 +37,8 @@ export interface HandlerDeps {
   onStream?: (delta: number) => void;
   /** Called once per heartbeat with its outcome and how long handling it took (metrics). */
   onHeartbeat?: (result: HeartbeatResult, seconds: number) => void;
+  /** Answers to CHECK commands on an accepted heartbeat. */
+  onCheckReports?: (workerId: string, reports: HeartbeatRequest['checkReports']) => void;
 }
 
 export const toEventMessage = (e: EventRow) =>
@@ -76,6 +78,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     const t0 = performance.now();
     try {
       const r = registry.heartbeat(p, hb);
+      // Reaching here, the heartbeat was accepted: its check answers count.
+      if (hb.checkReports.length > 0) deps.onCheckReports?.(hb.workerId, hb.checkReports);
       if (!(r instanceof Promise)) {
         counted('ok', (performance.now() - t0) / 1000);
         return r;

@@ -18,7 +18,7 @@ export type HeartbeatResult = (typeof HEARTBEAT_RESULTS)[number];
 /** Event kinds the hive itself writes (the monitor may record others). */
 export const EVENT_KINDS = [
   'registered', 'token_rotated', 'first_heartbeat', 'status_changed', 'recovered', 'rejoined', 'left',
-  'marked_stale', 'restarting', 'gave_up', 'command_result', 'policy_set', 'deregistered',
+  'marked_stale', 'restarting', 'gave_up', 'command_result', 'policy_set', 'deregistered', 'blocked', 'unblocked',
 ] as const;
 
 const STATE_NAMES = Object.entries(WorkerState)
@@ -48,7 +48,7 @@ export function heartbeatResultOf(err: unknown): HeartbeatResult {
 }
 
 /** Label names per-worker series carry besides the worker's configured labels. */
-const OWN_LABELS = new Set(['worker_id', 'state', 'gpu', 'gpu_name', 'path', 'job', 'instance', 'le', 'quantile']);
+const OWN_LABELS = new Set(['worker_id', 'state', 'gpu', 'gpu_name', 'path', 'job', 'instance', 'le', 'quantile', 'percentile']);
 
 /**
  * Turns worker label keys (`pool`, `gpu.model`, `example.com/zone`) into
@@ -149,6 +149,17 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     buckets: [1, 10, 100, 1000, 10_000, 100_000],
     registers: [prom],
   });
+  const checks = new Counter({ name: 'hive_health_checks_total', help: 'Finished health-check runs, by trigger (manual, scheduled) and band of the run score.', labelNames: ['trigger', 'band'], registers: [prom] });
+  for (const t of ['manual', 'scheduled']) for (const b of ['healthy', 'degraded', 'unhealthy', 'critical']) checks.labels(t, b).inc(0);
+  let runningChecks: () => number = () => 0;
+  new Gauge({
+    name: 'hive_health_checks_running',
+    help: 'Health-check runs in progress on this hive.',
+    registers: [prom],
+    collect() {
+      this.set(runningChecks());
+    },
+  });
   const events = new Counter({ name: 'hive_events_written_total', help: 'Events appended to the event log, by kind.', labelNames: ['kind'], registers: [prom] });
   for (const k of EVENT_KINDS) events.labels(k).inc(0);
 
@@ -176,6 +187,13 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     },
     event(kind: string): void {
       events.labels(kind).inc();
+    },
+    checkFinished(trigger: 'manual' | 'scheduled', band: 'healthy' | 'degraded' | 'unhealthy' | 'critical'): void {
+      checks.labels(trigger, band).inc();
+    },
+    /** Where hive_health_checks_running reads from (the run manager is created after the metrics). */
+    countRunningChecks(fn: () => number): void {
+      runningChecks = fn;
     },
   };
 }
@@ -219,6 +237,7 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
   const diskFree = gauge('hive_worker_disk_free_bytes', 'Free space of a filesystem path, as last reported.', ['path']);
   const diskTotal = gauge('hive_worker_disk_total_bytes', 'Size of a filesystem path, as last reported.', ['path']);
   const load1 = gauge('hive_worker_load1', 'One-minute load average, as last reported.');
+  const probeLatency = gauge('hive_worker_probe_latency_seconds', "Percentiles of the agent's probe latency over its sliding window, as last reported (percentile 50, 95, 99).", ['percentile']);
 
   function set(w: LiveWorker, now: number): void {
     const labels: Record<string, string> = { worker_id: w.workerId };
@@ -252,6 +271,9 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
       diskTotal.set(l, Number(d.totalBytes));
     }
     load1.set(labels, stats.load1);
+    if (stats.probeLatencyP50Seconds !== undefined) probeLatency.set({ ...labels, percentile: '50' }, stats.probeLatencyP50Seconds);
+    if (stats.probeLatencyP95Seconds !== undefined) probeLatency.set({ ...labels, percentile: '95' }, stats.probeLatencyP95Seconds);
+    if (stats.probeLatencyP99Seconds !== undefined) probeLatency.set({ ...labels, percentile: '99' }, stats.probeLatencyP99Seconds);
   }
 
   async function fill(): Promise<void> {

@@ -21,6 +21,7 @@ import { WatchHub } from './watch-hub.js';
 import { fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { validatePolicy } from './policy.js';
+import { checkNoCycle } from './dependencies.js';
 
 // The registry's domain core: live state in memory, durable state in the
 // store, changes published to watchers. Transports and auth sit outside;
@@ -127,21 +128,22 @@ export async function createRegistry(deps: RegistryDeps) {
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
-    hub.publish(w, WorkerChangeType.UPDATED);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
     if (requested) {
+      // Watchers hear of it once it is committed, so they never see a move that is undone.
       try {
         await serialize(w.workerId, () => store.transition(snap, [ev]));
       } catch (err) {
         if (w.state === to && w.stateSince === now) {
           w.state = from;
           w.stateSince = since;
-          hub.publish(w, WorkerChangeType.UPDATED);
         }
         if (isStoreUnavailable(err)) throw unavailable('the registry database is unavailable; nothing was changed, try again');
         throw err;
       }
+      hub.publish(w, WorkerChangeType.UPDATED);
     } else {
+      hub.publish(w, WorkerChangeType.UPDATED);
       await durably(w.workerId, () => store.transition(snap, [ev]));
     }
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
@@ -200,6 +202,8 @@ export async function createRegistry(deps: RegistryDeps) {
       const id = req.workerId;
       if (registering.has(id)) throw aborted(`worker "${id}" is being registered by another call; try again`);
       const existing = workers.get(id);
+      // Every InvalidArgument before any other refusal: a bad request is bad whoever sends it.
+      checkNoCycle({ workerId: id, labels: req.labels, state: existing?.state ?? WorkerState.PENDING, dependsOn: req.dependsOn, dependsOnSelector: req.dependsOnSelector }, workers.values());
       if (existing && tokens.hasWorkerToken(id)) {
         if (p.scope === TokenScope.JOIN) throw alreadyExists(`worker "${id}" already exists with a token; an admin can rotate it`);
         if (!req.rotateToken) throw alreadyExists(`worker "${id}" already exists with a token; set rotate_token to replace it`);
@@ -232,6 +236,7 @@ export async function createRegistry(deps: RegistryDeps) {
         w.intervalMs = intervalMs;
         if (req.restartPolicy) w.policy = req.restartPolicy;
         w.dependsOn = [...req.dependsOn];
+        w.dependsOnSelector = req.dependsOnSelector;
         const { row, secret } = newTokenRow(TokenScope.WORKER, now, { workerId: id, description: `worker ${id}` });
         const actor = p.scope === TokenScope.ADMIN ? 'admin' : 'join';
         const ev = event(w, existing ? 'token_rotated' : 'registered', existing?.state ?? 0, w.state, actor, existing ? 're-registered' : 'registered');

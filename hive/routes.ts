@@ -43,6 +43,15 @@ export const CONTROL_RULES: ScopeRules = {
   AddSilence: [ADMIN],
   ListSilences: READERS,
   RemoveSilence: [ADMIN],
+  // The monitor may start only scheduled runs (checked in the handler).
+  StartHealthCheck: [ADMIN, MONITOR],
+  GetHealthCheck: READERS,
+  ListHealthChecks: READERS,
+  WatchHealthCheck: READERS,
+  CreateHealthCheckSchedule: [ADMIN],
+  UpdateHealthCheckSchedule: [ADMIN],
+  DeleteHealthCheckSchedule: [ADMIN],
+  ListHealthCheckSchedules: READERS,
 };
 
 export interface Mounted {

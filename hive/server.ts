@@ -6,9 +6,14 @@ import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
 import { addService, listenGrpc } from './grpc-server.js';
+import { createDependencyTracker } from './dependency-tracker.js';
+import { HealthCheckTrigger } from '../gen/hive/v1/health_check_pb.js';
+import { createHealthChecks } from './health-checks.js';
+import { healthBand } from './health-score.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
+import { dependencyProblems, pingRedis, type DependencyProbe } from './readiness.js';
 import { createRegistry, type Registry } from './registry.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
@@ -63,6 +68,20 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   registry.tokens.add({ tokenId: 'admin', hash: hashToken(admin.token), scope: TokenScope.ADMIN, workerId: null });
   config.joinTokens.forEach((t, i) => registry!.tokens.add({ tokenId: `config-join-${i + 1}`, hash: hashToken(t), scope: TokenScope.JOIN, workerId: null }));
 
+  const healthChecks = createHealthChecks({
+    registry,
+    store,
+    clock,
+    log: log.child({ component: 'health-checks' }),
+    onFinished: (run) => metrics.checkFinished(run.trigger === HealthCheckTrigger.SCHEDULED ? 'scheduled' : 'manual', healthBand(run.score)),
+  });
+  metrics.countRunningChecks(() => healthChecks.running);
+  await healthChecks.recover();
+  const readiness: DependencyProbe[] = [{ name: config.databaseUrl ? 'postgresql' : 'postgresql (embedded)', check: () => store.ping() }];
+  if (config.redisUrl) {
+    const url = config.redisUrl;
+    readiness.push({ name: 'redis', check: () => pingRedis(url) });
+  }
   const health = createHealthState(['hive.v1.RegistryService', 'hive.v1.ControlService']);
   const shutdown = new AbortController();
   const mounted = createServices({
@@ -73,6 +92,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     health,
     onStream: metrics.stream,
     onHeartbeat: metrics.heartbeat,
+    healthChecks,
+    onCheckReports: healthChecks.report,
   });
 
   const grpcServer = new grpc.Server({
@@ -95,13 +116,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       shutdownSignal: shutdown.signal,
       pages: createStatusPages(),
       healthProblems: async () => {
-        const problems: string[] = [];
-        if (!health.serving()) problems.push('not serving');
-        try {
-          await store.ping();
-        } catch (err) {
-          problems.push(`database: ${(err as Error).message}`);
-        }
+        const problems = await dependencyProblems(readiness);
+        if (!health.serving()) problems.unshift('not serving');
         return problems;
       },
     }),
@@ -109,7 +125,9 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     config.httpAddr.port,
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
+  const dependencies = createDependencyTracker({ registry, log: log.child({ component: 'dependencies' }) });
   registry.start();
+  dependencies.start();
   retention.start();
   health.set(true);
   log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite' }, 'hive serving');
@@ -126,9 +144,11 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         health.set(false);
         shutdown.abort();
         registry!.hub.closeAll();
+        await dependencies.stop();
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         await http.close();
         await retention.stop();
+        await healthChecks.stop();
         await registry!.stop();
         await store.close();
         log.info('hive stopped');

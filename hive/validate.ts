@@ -1,6 +1,7 @@
 import type { HeartbeatRequest, RegisterWorkerRequest } from '../gen/hive/v1/registry_pb.js';
 import { HealthStatus } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
+import { parseSelector } from './selector.js';
 import { durationToMs } from '../lib/duration.js';
 
 // Pure checks of what callers send. A request that fails any of them is
@@ -13,6 +14,7 @@ export const LIMITS = {
   maxLabels: 64,
   maxCollectors: 32,
   maxCommandResults: 32,
+  maxCheckReports: 8,
   maxDependsOn: 64,
   maxMessageBytes: 64 * 1024,
   minIntervalMs: 100,
@@ -70,6 +72,8 @@ export function validateRegister(req: RegisterWorkerRequest): { intervalMs: numb
   if (req.dependsOn.length > LIMITS.maxDependsOn) throw invalidArgument(`more than ${LIMITS.maxDependsOn} dependencies`);
   for (const dep of req.dependsOn) checkWorkerId(dep, 'depends_on');
   if (req.dependsOn.includes(req.workerId)) throw invalidArgument('a worker cannot depend on itself');
+  checkString('depends_on_selector', req.dependsOnSelector);
+  parseSelector(req.dependsOnSelector);
   return { intervalMs };
 }
 
@@ -108,6 +112,37 @@ export function validateHeartbeat(hb: HeartbeatRequest): void {
     checkString('collectors.name', c.name);
     checkString('collectors.error', c.error);
     checkFinite('collectors.duration_seconds', c.durationSeconds, 0, 86400);
+  }
+  if (hb.checkReports.length > LIMITS.maxCheckReports) throw invalidArgument(`more than ${LIMITS.maxCheckReports} check reports`);
+  for (let i = 0; i < hb.checkReports.length; i++) {
+    const r = hb.checkReports[i];
+    checkString('check_reports.command_id', r.commandId);
+    checkString('check_reports.probe_detail', r.probeDetail);
+    if (r.probeStatus !== HealthStatus.UNSPECIFIED && r.probeStatus !== HealthStatus.HEALTHY && r.probeStatus !== HealthStatus.DEGRADED && r.probeStatus !== HealthStatus.UNHEALTHY)
+      throw invalidArgument(`check_reports.probe_status ${r.probeStatus} is not a HealthStatus`);
+    checkFinite('check_reports.probe_latency_seconds', r.probeLatencySeconds, 0, 86400);
+    checkFinite('check_reports.hive_rtt_seconds', r.hiveRttSeconds, 0, 86400);
+    checkFinite('check_reports.uptime_seconds', r.uptimeSeconds, 0, 1e10);
+    const st = r.stats;
+    if (st) {
+      if (st.gpus.length > LIMITS.maxGpus || st.disks.length > LIMITS.maxDisks || st.collectors.length > LIMITS.maxCollectors) throw invalidArgument('check_reports.stats has too many gpus, disks or collectors');
+      if (st.memoryUsedBytes > st.memoryTotalBytes && st.memoryTotalBytes !== 0n) throw invalidArgument('check_reports.stats: memory_used_bytes exceeds memory_total_bytes');
+      checkFinite('check_reports.stats.load1', st.load1, 0, 1e6);
+      for (const g of st.gpus) {
+        checkString('check_reports.stats.gpus.uuid', g.uuid);
+        checkString('check_reports.stats.gpus.name', g.name);
+        if (g.memoryUsedBytes > g.memoryTotalBytes && g.memoryTotalBytes !== 0n) throw invalidArgument('check_reports.stats.gpus: memory_used_bytes exceeds memory_total_bytes');
+      }
+      for (const d of st.disks) {
+        checkString('check_reports.stats.disks.path', d.path);
+        if (d.freeBytes > d.totalBytes) throw invalidArgument('check_reports.stats.disks: free_bytes exceeds total_bytes');
+      }
+      for (const c of st.collectors) {
+        checkString('check_reports.stats.collectors.name', c.name);
+        checkString('check_reports.stats.collectors.error', c.error);
+        checkFinite('check_reports.stats.collectors.duration_seconds', c.durationSeconds, 0, 86400);
+      }
+    }
   }
   for (let i = 0; i < hb.commandResults.length; i++) {
     checkString('command_results.command_id', hb.commandResults[i].commandId);

@@ -31,6 +31,10 @@ export interface LiveWorker {
   storedStats: WorkerStats | null;
   policy: RestartPolicy | null;
   dependsOn: string[];
+  /** Every worker matching this label selector is a dependency too. */
+  dependsOnSelector?: string;
+  /** Dependencies not healthy right now (kept by the dependency tracker). */
+  blockedBy?: string[];
   graceUntil: number | null;
   /** Open heartbeat streams on this hive. */
   streams: number;
@@ -81,6 +85,8 @@ export function toWorkerMessage(w: LiveWorker): Worker {
     restartPolicy: w.policy ?? undefined,
     connected: w.streams > 0,
     dependsOn: w.dependsOn,
+    dependsOnSelector: w.dependsOnSelector ?? '',
+    blockedBy: w.blockedBy ?? [],
   });
 }
 
@@ -101,6 +107,7 @@ export function fromStored(s: StoredWorker): LiveWorker {
     storedStats: s.stats ? fromBinary(WorkerStatsSchema, s.stats) : null,
     policy: s.policy ? fromBinary(RestartPolicySchema, s.policy) : null,
     dependsOn: s.dependsOn,
+    dependsOnSelector: s.dependsOnSelector ?? '',
     graceUntil: null,
     streams: 0,
   };
@@ -136,5 +143,6 @@ export function toStored(w: LiveWorker): StoredWorker {
     stats: snap.stats,
     policy: w.policy ? toBinary(RestartPolicySchema, w.policy) : null,
     dependsOn: w.dependsOn,
+    dependsOnSelector: w.dependsOnSelector ?? '',
   };
 }

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Clock } from '../lib/clock.js';
 import { DEFAULT_HIVE_URL } from './client.js';
+import { registerCheckCommands } from './commands/checks.js';
 import { registerEventCommands } from './commands/events.js';
 import { registerHealthReportCommand } from './commands/health-report.js';
 import { registerPolicyCommands } from './commands/policy.js';
@@ -31,6 +32,7 @@ Exit codes:
   4  authentication: no token, a refused token, or one without the scope needed
   5  not found: no such worker, token or silence
   6  conflict: already exists, or not possible in the worker's current state
+  7  check --wait: the health check finished and at least one worker failed it
 `;
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -67,6 +69,7 @@ export async function runHivectl(argv: string[], io: Io, clock: Clock, signal: A
   registerPolicyCommands(program, ctx);
   registerSilenceCommands(program, ctx);
   registerHealthReportCommand(program, ctx);
+  registerCheckCommands(program, ctx);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return EXIT.OK;

@@ -18,6 +18,8 @@ export const EXIT = {
   NOT_FOUND: 5,
   /** It already exists, or the hive's state does not allow it now. */
   CONFLICT: 6,
+  /** `check --wait`: the run finished and at least one worker failed it. */
+  CHECK_FAILED: 7,
 } as const;
 
 /** An error hivectl raises itself, with its exit code. */

@@ -92,7 +92,7 @@ export const MONITOR_SETTINGS = {
   alertCooldown: setting({ flag: 'alert-cooldown', env: 'MONITOR_ALERT_COOLDOWN', description: 'least time between two alerts of one rule for one worker', default: 5 * 60_000, parse: parseDurationMs }),
   alertStartupGrace: setting({ flag: 'alert-startup-grace', env: 'MONITOR_ALERT_STARTUP_GRACE', description: 'no alerts for this long after the monitor starts (a restarting stack does not page)', default: 90_000, parse: parseDurationMs }),
   alertMinSeverity: setting({ flag: 'alert-min-severity', env: 'MONITOR_ALERT_MIN_SEVERITY', description: 'least severity sent: critical, warning or info', default: 'info' as Severity, parse: parseSeverity }),
-  refresh: setting({ flag: 'refresh', env: 'MONITOR_REFRESH', description: 'how often default policies and silences are read from the hive', default: 30_000, parse: positive(parseDurationMs) }),
+  refresh: setting({ flag: 'refresh', env: 'MONITOR_REFRESH', description: 'how often default policies, silences and health-check schedules are read from the hive', default: 30_000, parse: positive(parseDurationMs) }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
 };
 

@@ -1,6 +1,7 @@
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
+import type { HealthCheckSchedule } from '../gen/hive/v1/health_check_pb.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 import { sanitizeReason } from './reason.js';
 
@@ -24,6 +25,9 @@ export interface HiveApi {
   recordEvent(workerId: string, kind: string, reason: string): Promise<void>;
   listDefaultPolicies(): Promise<DefaultPolicy[]>;
   listSilences(): Promise<Silence[]>;
+  listHealthCheckSchedules(): Promise<HealthCheckSchedule[]>;
+  /** Starts the run of a schedule; resolves with its check id. */
+  startScheduledHealthCheck(scheduleId: string): Promise<string>;
 }
 
 export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number } = {}): HiveApi {
@@ -67,6 +71,12 @@ export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs
     },
     async listSilences() {
       return (await control.listSilences({}, call)).silences;
+    },
+    async listHealthCheckSchedules() {
+      return (await control.listHealthCheckSchedules({}, call)).schedules;
+    },
+    async startScheduledHealthCheck(scheduleId) {
+      return (await control.startHealthCheck({ scheduleId }, call)).check?.checkId ?? '';
     },
   };
 }

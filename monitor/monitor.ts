@@ -13,7 +13,9 @@ import { createWebhookAction } from './actions/webhook.js';
 import { alertRules, createAlerter, type Alert, type Receiver, type Severity } from './alerts.js';
 import type { HiveApi } from './hive-client.js';
 import { errorText } from './hive-errors.js';
+import { createCheckScheduler } from './check-scheduler.js';
 import { createInformer, type InformerListener } from './informer.js';
+import { soleMonitor, type IsLeader } from './leader.js';
 import { MassStaleGuard } from './mass-stale-guard.js';
 import { createMonitorMetrics } from './metrics.js';
 import { PolicyBook, type ActionName } from './policy.js';
@@ -58,6 +60,8 @@ export interface MonitorDeps {
   /** Replaces actions (tests). */
   actions?: Partial<Record<ActionName, RestartAction>>;
   fetchImpl?: typeof fetch;
+  /** Whether this monitor acts (default: it is the sole monitor). */
+  isLeader?: IsLeader;
 }
 
 const HEALTHY = new Set([WorkerState.HEALTHY, WorkerState.DEGRADED]);
@@ -67,6 +71,7 @@ export type Monitor = ReturnType<typeof createMonitor>;
 
 export function createMonitor(deps: MonitorDeps) {
   const { hive, clock, log, options: o } = deps;
+  const isLeader = deps.isLeader ?? soleMonitor;
   const policies = new PolicyBook();
   const silences = new SilenceBook();
   let graceBase = -Infinity;
@@ -121,8 +126,9 @@ export function createMonitor(deps: MonitorDeps) {
     deadlines: () => detector.size,
     guardEngaged: () => guard.engaged,
     watchConnected: () => informer.synced,
-    leader: () => true,
+    leader: isLeader,
   });
+  const scheduler = createCheckScheduler({ hive, clock, log: log.child({ component: 'check-scheduler' }), isLeader, refreshMs: o.refresh });
 
   const actions: Record<ActionName, RestartAction> = {
     agent: deps.actions?.agent ?? createAgentAction(hive),
@@ -249,6 +255,7 @@ export function createMonitor(deps: MonitorDeps) {
     supervisor,
     guard,
     alerter,
+    scheduler,
     policies,
     silences,
     refresh,
@@ -265,10 +272,12 @@ export function createMonitor(deps: MonitorDeps) {
       ctl.abort();
       informer.start();
       refresher.start();
+      scheduler.start();
     },
     async stop(): Promise<void> {
       await informer.stop();
       await refresher.stop();
+      await scheduler.stop();
       await detector.stop();
       await supervisor.stop();
       await alerter.drain();

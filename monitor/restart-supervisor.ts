@@ -47,6 +47,8 @@ export interface RestartRecord {
   /** Holds a guard slot for its deadline. */
   reserved: boolean;
   heldNoted: boolean;
+  /** Held because a dependency is down (blocked_by); resumes when the hive clears it. */
+  blocked: boolean;
   casTries: number;
   /** Bumped whenever the record is dropped or reset: late async continuations check it. */
   generation: number;
@@ -131,6 +133,7 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
     rec.phase = 'idle';
     rec.reserved = false;
     rec.heldNoted = false;
+    rec.blocked = false;
     rec.healthySince = now;
   }
 
@@ -149,6 +152,7 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
       issuedAt: 0,
       reserved: false,
       heldNoted: false,
+      blocked: false,
       casTries: 0,
       generation: 0,
       action: policy.action,
@@ -184,6 +188,7 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
       issuedAt: now,
       reserved: false,
       heldNoted: false,
+      blocked: false,
       casTries: 0,
       generation: 0,
       action: policy.action,
@@ -380,6 +385,19 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
       track(giveUp(rec, `${rec.attempts.length} restart attempts within ${formatDurationMs(rec.policy.windowMs)} already`));
       return;
     }
+    if (w.blockedBy.length > 0) {
+      // Dependencies first: restarting a worker whose dependency is down
+      // only adds to the storm. The hive clears blocked_by when they are
+      // healthy again, and observe() resumes the restart then.
+      rec.phase = 'held';
+      if (!rec.blocked) {
+        rec.blocked = true;
+        log.info({ workerId: rec.id, blockedBy: w.blockedBy }, 'restart held: dependencies not healthy');
+        event(rec.id, 'restart_blocked', `waiting for dependencies: ${w.blockedBy.join(', ')}`.slice(0, 256));
+      }
+      return;
+    }
+    rec.blocked = false;
     if (deps.guard.engaged) {
       rec.phase = 'held';
       rec.reserved = false;
@@ -415,6 +433,12 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
       }
       if (HEALTHY.has(w.state)) {
         if (rec) onHealthy(rec, w);
+        return;
+      }
+      if (rec && rec.phase === 'held' && rec.blocked && w.blockedBy.length === 0) {
+        rec.phase = 'waiting';
+        log.info({ workerId: rec.id }, 'dependencies healthy again: restart resumes');
+        schedule(rec, clock.now());
         return;
       }
       if (rec && rec.phase !== 'idle') return;

@@ -2,9 +2,11 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { randomBytes } from 'node:crypto';
 import {
+  CheckReportSchema,
   CommandResultSchema,
   CommandType,
   HeartbeatRequestSchema,
+  type CheckReport,
   type Command,
   type CommandResult,
   type HeartbeatStreamRequest,
@@ -14,6 +16,7 @@ import type { Clock } from '../lib/clock.js';
 import { fullJitterBackoffMs } from '../lib/backoff.js';
 import { durationToMs, msToDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
+import type { CheckOutcome } from './check.js';
 import type { RegistryClient } from './hive-client.js';
 import { readTokenFile, writeTokenFile } from './token-file.js';
 import { boundText } from './wire-text.js';
@@ -32,10 +35,15 @@ export interface AgentDeps {
   workerId: string;
   intervalMs: number;
   labels: Record<string, string>;
+  /** Declared at registration: worker ids, and a label selector, this worker depends on. */
+  dependsOn?: string[];
+  dependsOnSelector?: string;
   joinToken?: string;
   tokenFile: string;
   /** Collects stats and evaluates health for one heartbeat. */
   sample: () => Promise<Sample>;
+  /** Runs the probe and collectors now, for a CHECK command. */
+  check?: () => Promise<CheckOutcome>;
   /** Carries out a command from the hive. */
   onCommand?: (command: Command) => Promise<{ success: boolean; message: string }>;
   random?: () => number;
@@ -57,7 +65,7 @@ export interface Agent {
   stop(opts?: { leave?: boolean; reason?: string }): Promise<void>;
   /** Sends the next heartbeat now (used by the CHECK command and tests). */
   beatNow(): void;
-  readonly state: { connected: boolean; sessionId: string; seq: bigint; intervalMs: number; acked: number };
+  readonly state: { connected: boolean; sessionId: string; seq: bigint; intervalMs: number; acked: number; rttMs: number | null };
 }
 
 /** Errors that mean our token no longer names us: get a new one with the join token. */
@@ -67,7 +75,11 @@ export function createAgent(deps: AgentDeps): Agent {
   const { client, clock, log } = deps;
   const random = deps.random ?? Math.random;
   const jitter = deps.jitter ?? 0.1;
-  const state = { connected: false, sessionId: newSessionId(), seq: 0n, intervalMs: deps.intervalMs, acked: 0 };
+  const state = { connected: false, sessionId: newSessionId(), seq: 0n, intervalMs: deps.intervalMs, acked: 0, rttMs: null as number | null };
+  const startedAt = clock.now();
+  // Send times of the heartbeats not yet acknowledged, for the round trip a check reports.
+  const sentAt = new Map<bigint, number>();
+  const checkReports: CheckReport[] = [];
   const stopCtl = new AbortController();
   let token: string | null = null;
   let loop: Promise<void> | null = null;
@@ -83,7 +95,7 @@ export function createAgent(deps: AgentDeps): Agent {
     if (stored) return stored;
     if (!deps.joinToken) throw new Error(`no worker token in ${deps.tokenFile} and no join token to register with`);
     const res = await client.registerWorker(
-      { workerId: deps.workerId, labels: deps.labels, heartbeatInterval: msToDuration(deps.intervalMs) },
+      { workerId: deps.workerId, labels: deps.labels, heartbeatInterval: msToDuration(deps.intervalMs), dependsOn: deps.dependsOn ?? [], dependsOnSelector: deps.dependsOnSelector ?? '' },
       { headers: auth(deps.joinToken), timeoutMs: 10_000, signal: stopCtl.signal },
     );
     await writeTokenFile(deps.tokenFile, res.workerToken);
@@ -128,7 +140,10 @@ export function createAgent(deps: AgentDeps): Agent {
         sessionId: state.sessionId,
         seq: state.seq,
         commandResults: results.splice(0),
+        checkReports: checkReports.splice(0),
       });
+      sentAt.set(state.seq, clock.now());
+      if (sentAt.size > 16) sentAt.delete(sentAt.keys().next().value!);
       yield { $typeName: 'hive.v1.HeartbeatStreamRequest', heartbeat };
       deps.events?.sent?.();
       if (wakeCtl.signal.aborted) wakeCtl = new AbortController();
@@ -142,6 +157,11 @@ export function createAgent(deps: AgentDeps): Agent {
     if (!hb) return;
     if (hb.ackSeq > 0n) {
       state.acked++;
+      const at = sentAt.get(hb.ackSeq);
+      if (at !== undefined) {
+        state.rttMs = clock.now() - at;
+        sentAt.delete(hb.ackSeq);
+      }
       deps.events?.acked?.();
     }
     const interval = durationToMs(hb.heartbeatInterval);
@@ -156,7 +176,7 @@ export function createAgent(deps: AgentDeps): Agent {
     log.info({ commandId: cmd.commandId, type: CommandType[cmd.type], reason: cmd.reason }, 'command received');
     let outcome: { success: boolean; message: string };
     if (cmd.type === CommandType.CHECK) {
-      outcome = { success: true, message: 'checked' };
+      outcome = await runCheck(cmd);
     } else if (deps.onCommand) {
       try {
         outcome = await deps.onCommand(cmd);
@@ -166,9 +186,31 @@ export function createAgent(deps: AgentDeps): Agent {
     } else {
       outcome = { success: false, message: `no handler for ${CommandType[cmd.type]} (agent not supervising a process)` };
     }
-    results.push(create(CommandResultSchema, { commandId: cmd.commandId, success: outcome.success, message: boundText(outcome.message) }));
+    // A check's answer is its report; a command result per check would only fill the event log.
+    if (cmd.type !== CommandType.CHECK) results.push(create(CommandResultSchema, { commandId: cmd.commandId, success: outcome.success, message: boundText(outcome.message) }));
     log.info({ commandId: cmd.commandId, ...outcome }, 'command done');
     beatNow();
+  }
+
+  async function runCheck(cmd: Command): Promise<{ success: boolean; message: string }> {
+    let found: CheckOutcome | undefined;
+    let message = 'checked';
+    try {
+      found = await deps.check?.();
+    } catch (err) {
+      message = `check failed: ${(err as Error).message}`;
+    }
+    checkReports.push(
+      create(CheckReportSchema, {
+        ...found,
+        commandId: cmd.commandId,
+        probeDetail: (found?.probeDetail ?? message).slice(0, 256),
+        hiveRttSeconds: state.rttMs === null ? undefined : state.rttMs / 1000,
+        uptimeSeconds: Math.max(0, clock.now() - startedAt) / 1000,
+      }),
+    );
+    if (checkReports.length > 8) checkReports.shift();
+    return { success: found !== undefined || !deps.check, message };
   }
 
   function beatNow(): void {

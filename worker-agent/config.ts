@@ -49,6 +49,8 @@ export const AGENT_SETTINGS = {
   workerId: setting<string>({ flag: 'worker-id', env: 'WORKER_ID', description: 'this worker\'s id', required: true, parse: parseWorkerId }),
   interval: setting({ flag: 'interval', env: 'HEARTBEAT_INTERVAL', description: 'heartbeat interval', default: 5000, parse: parseInterval }),
   labels: listSetting({ flag: 'label', env: 'WORKER_LABELS', description: `label key=value (repeatable, at most ${LIMITS.maxLabels}; env: comma separated)`, parse: parseLabel }),
+  dependsOn: listSetting({ flag: 'depends-on', env: 'WORKER_DEPENDS_ON', description: 'worker id this worker depends on (repeatable; env: comma separated), declared when joining', parse: text }),
+  dependsOnSelector: setting<string | undefined>({ flag: 'depends-on-selector', env: 'WORKER_DEPENDS_ON_SELECTOR', description: 'label selector of workers this worker depends on, declared when joining', parse: text }),
   tokenFile: setting<string | undefined>({ flag: 'token-file', env: 'WORKER_TOKEN_FILE', description: 'where the worker token is kept (mode 0600); default ./worker-<id>.token', parse: text }),
   probe: setting<string | undefined>({ flag: 'probe', env: 'WORKER_PROBE_URL', description: 'HTTP health URL of the worker (200 = healthy)', parse: parseUrl }),
   probeTimeout: setting({ flag: 'probe-timeout', env: 'WORKER_PROBE_TIMEOUT', description: 'probe timeout', default: 5000, parse: parseDurationMs }),

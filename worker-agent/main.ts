@@ -4,6 +4,7 @@ import { systemClock } from '../lib/clock.js';
 import { ConfigError } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { createAgent } from './agent.js';
+import { createCheck } from './check.js';
 import { createDiskCollector } from './collectors/disk.js';
 import { createGpuCollector } from './collectors/gpu.js';
 import { createLoadCollector } from './collectors/load.js';
@@ -38,6 +39,14 @@ if (config.command.length > 0) {
   await supervisor.start();
 }
 
+const collectors = [
+  createGpuCollector({ command: config.nvidiaSmi }),
+  createMemoryCollector(),
+  createDiskCollector({ paths: config.disks }),
+  createLoadCollector(),
+];
+const probe = config.probe ? createHttpProbe({ url: config.probe, clock, timeoutMs: config.probeTimeout, slowMs: config.probeSlow }) : undefined;
+
 const agent = createAgent({
   client: createRegistryClient(config.hive),
   clock,
@@ -45,19 +54,17 @@ const agent = createAgent({
   workerId: config.workerId,
   intervalMs: config.interval,
   labels: config.labels,
+  dependsOn: config.dependsOn,
+  dependsOnSelector: config.dependsOnSelector,
   joinToken: config.joinToken,
   tokenFile: config.tokenFile,
   events: metrics.events,
+  check: createCheck({ clock, collectors, probe }),
   sample: createSampler({
     clock,
-    collectors: [
-      createGpuCollector({ command: config.nvidiaSmi }),
-      createMemoryCollector(),
-      createDiskCollector({ paths: config.disks }),
-      createLoadCollector(),
-    ],
+    collectors,
     health: createHealthEvaluator({ diskFreeMinRatio: config.diskFreeMin, memoryUsedMaxRatio: config.memoryUsedMax, probeSlowMs: config.probeSlow }),
-    probe: config.probe ? createHttpProbe({ url: config.probe, clock, timeoutMs: config.probeTimeout, slowMs: config.probeSlow }) : undefined,
+    probe,
     latency: config.probe ? new LatencyWindow() : undefined,
     supervisor,
     onSample: metrics.sample,

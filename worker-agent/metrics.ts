@@ -3,6 +3,7 @@ import { Code } from '@connectrpc/connect';
 import { Counter, Gauge, Registry as PromRegistry } from 'prom-client';
 import { registerProcessMetrics } from '../lib/process-metrics.js';
 import type { CollectorRun } from './collectors/runner.js';
+import type { LatencyPercentiles } from './latency-window.js';
 import type { ProbeResult } from './probe.js';
 
 // The agent's own /metrics: node_exporter-style collector success and
@@ -45,6 +46,7 @@ export function createAgentMetrics(prom: PromRegistry, workerId: string) {
   const diskFree = new Gauge({ name: 'hive_agent_disk_free_bytes', help: 'Free disk space, as last reported.', labelNames: ['worker_id', 'path'], registers: [prom] });
   const diskTotal = new Gauge({ name: 'hive_agent_disk_total_bytes', help: 'Disk size, as last reported.', labelNames: ['worker_id', 'path'], registers: [prom] });
   const probeSeconds = new Gauge({ name: 'hive_agent_probe_latency_seconds', help: 'Latency of the last probe of the worker.', labelNames: ['worker_id'], registers: [prom] });
+  const probeWindow = new Gauge({ name: 'hive_agent_probe_latency_window_seconds', help: 'Percentiles of the probe latency over the sliding window of recent answers (percentile 50, 95, 99).', labelNames: ['worker_id', 'percentile'], registers: [prom] });
   const probeUp = new Gauge({ name: 'hive_agent_probe_success', help: 'Whether the last probe of the worker answered 200 (1) or not (0).', labelNames: ['worker_id'], registers: [prom] });
   for (const c of COLLECTORS) {
     collectorSuccess.labels(c).set(0);
@@ -53,7 +55,12 @@ export function createAgentMetrics(prom: PromRegistry, workerId: string) {
   for (const code of FAILURE_CODES) failed.labels(code).inc(0);
 
   return {
-    sample(run: CollectorRun, probe: ProbeResult | undefined): void {
+    sample(run: CollectorRun, probe: ProbeResult | undefined, window?: LatencyPercentiles): void {
+      if (window) {
+        probeWindow.set({ ...labels, percentile: '50' }, window.p50 / 1000);
+        probeWindow.set({ ...labels, percentile: '95' }, window.p95 / 1000);
+        probeWindow.set({ ...labels, percentile: '99' }, window.p99 / 1000);
+      }
       for (const s of run.statuses) {
         collectorSuccess.labels(s.name).set(s.success ? 1 : 0);
         collectorDuration.labels(s.name).set(s.durationSeconds);

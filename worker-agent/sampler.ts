@@ -5,7 +5,7 @@ import { diskFreeRatio } from './collectors/disk.js';
 import { memoryUsedRatio } from './collectors/memory.js';
 import { runCollectors, type CollectorRun } from './collectors/runner.js';
 import type { HealthEvaluator } from './health.js';
-import type { LatencyWindow } from './latency-window.js';
+import type { LatencyPercentiles, LatencyWindow } from './latency-window.js';
 import type { HttpProbe, ProbeResult } from './probe.js';
 import type { Supervisor } from './supervisor.js';
 import { boundText } from './wire-text.js';
@@ -22,7 +22,7 @@ export interface SamplerDeps {
   supervisor?: Supervisor;
   collectorTimeoutMs?: number;
   /** Observes every run (agent metrics). */
-  onSample?: (run: CollectorRun, probe: ProbeResult | undefined) => void;
+  onSample?: (run: CollectorRun, probe: ProbeResult | undefined, window: LatencyPercentiles | undefined) => void;
 }
 
 export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
@@ -34,7 +34,8 @@ export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
     // Only answers count towards latency: a timeout or a refused connection
     // says nothing about how fast the worker responds.
     if (probe?.httpStatus !== undefined) deps.latency?.add(probe.latencyMs);
-    deps.onSample?.(run, probe);
+    const pct = deps.latency?.percentiles();
+    deps.onSample?.(run, probe, pct);
     const sup = deps.supervisor?.state();
     const verdict = deps.health.observe({
       probe,
@@ -45,7 +46,6 @@ export function createSampler(deps: SamplerDeps): () => Promise<Sample> {
       }),
       memoryUsedRatio: memoryUsedRatio({ totalBytes: run.stats.memoryTotalBytes, usedBytes: run.stats.memoryUsedBytes }),
     });
-    const pct = deps.latency?.percentiles();
     return {
       status: verdict.status,
       statusDetail: boundText(verdict.detail),

@@ -8,6 +8,9 @@ import { backoffMs, callServerStream, callUnary, RpcError } from './connect.js';
 
 const BASE = location.origin;
 const REGISTRY = 'hive.v1.RegistryService';
+const CONTROL = 'hive.v1.ControlService';
+const CHECK_REFRESH_MS = 5000;
+const BAND_TONE = { HEALTH_BAND_HEALTHY: 'ok', HEALTH_BAND_DEGRADED: 'warn', HEALTH_BAND_UNHEALTHY: 'bad', HEALTH_BAND_CRITICAL: 'bad' };
 const TOKEN_KEY = 'hive.statusPage.token';
 
 const STATES = ['healthy', 'degraded', 'unhealthy', 'stale', 'restarting', 'failed', 'pending', 'left'];
@@ -248,6 +251,35 @@ async function refreshEvents() {
   }
 }
 
+// ---- last health check (a read token may list them; re-read every few seconds)
+
+async function refreshCheck() {
+  if (!token()) return;
+  try {
+    const res = await callUnary(BASE, `${CONTROL}/ListHealthChecks`, { pageSize: 1 }, { token: token() });
+    const c = (res.checks || [])[0];
+    $('check-empty').hidden = !!c;
+    if (!c) return $('check').replaceChildren();
+    const running = c.state === 'HEALTH_CHECK_STATE_RUNNING';
+    const band = String(c.band || '').replace('HEALTH_BAND_', '').toLowerCase();
+    const trigger = String(c.trigger || '').replace('HEALTH_CHECK_TRIGGER_', '').toLowerCase();
+    $('check').replaceChildren(
+      h('div', { class: 'check-head' },
+        h('span', { class: 'check-id', text: c.checkId }), ' ',
+        h('time', { datetime: c.startedAt, title: c.startedAt, text: new Date(c.startedAt).toLocaleString() }), ' ',
+        h('span', { class: 'muted', text: `(${trigger}${c.labelSelector ? `, ${c.labelSelector}` : ''})` })),
+      running
+        ? h('div', { class: 'check-score', text: `running: ${c.completed || 0}/${c.total || 0} answered` })
+        : h('div', { class: `check-score tone-${BAND_TONE[c.band] || 'none'}`, text: `score ${Number(c.score || 0).toFixed(2)} ${band}, ${c.failed || 0} of ${c.total || 0} failed` }),
+      c.summary ? h('div', { class: 'check-summary', text: c.summary }) : null,
+    );
+  } catch (err) {
+    if (isAuthError(err)) return;
+    $('check-empty').hidden = false;
+    $('check-empty').textContent = `Health checks unavailable: ${err.message}`;
+  }
+}
+
 // ---- the live stream
 
 function setConnection(state, text) {
@@ -300,6 +332,7 @@ async function watchLoop() {
           setConnection('live', 'live');
           $('filter-error').hidden = true;
           refreshEvents();
+          refreshCheck();
         } else if (stateChanged) {
           renderSummary();
           refreshEventsSoon();
@@ -388,4 +421,5 @@ $('filter-form').addEventListener('submit', (ev) => {
 });
 
 setInterval(tick, 1000);
+setInterval(refreshCheck, CHECK_REFRESH_MS);
 start();

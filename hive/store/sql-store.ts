@@ -4,7 +4,9 @@
 // uint64 in numeric(20,0) (sent and read as text); event ids are bigint.
 
 import type { Db } from './db.js';
+import { getHealthCheck, listHealthChecks, saveHealthCheck } from './health-check-sql.js';
 import { migrate } from './migrate.js';
+import { deleteSchedule, getSchedule, listSchedules, putSchedule } from './schedule-sql.js';
 import type {
   DefaultPolicyRow,
   EventQuery,
@@ -70,6 +72,13 @@ export function createSqlStore(db: Db): Store {
     deleteSilence: (silenceId) =>
       deleted(db, 'DELETE FROM silences WHERE silence_id = $1 RETURNING silence_id', silenceId),
     listSilences: () => listSilences(db),
+    saveHealthCheck: (run, results) => saveHealthCheck(db, run, results),
+    getHealthCheck: (checkId) => getHealthCheck(db, checkId),
+    listHealthChecks: (query) => listHealthChecks(db, query),
+    putSchedule: (row) => putSchedule(db, row),
+    getSchedule: (id) => getSchedule(db, id),
+    deleteSchedule: (id) => deleteSchedule(db, id),
+    listSchedules: () => listSchedules(db),
     ping: async () => {
       await db.query('SELECT 1');
     },
@@ -124,10 +133,11 @@ interface WorkerRecord {
   stats: Uint8Array | null;
   policy: Uint8Array | null;
   depends_on: string[];
+  depends_on_selector: string;
 }
 
 const WORKER_COLUMNS = `worker_id, labels, interval_ms, registered_at, state, state_since, last_seen,
-  last_seq::text AS last_seq, session_id, status, status_detail, stats, policy, depends_on`;
+  last_seq::text AS last_seq, session_id, status, status_detail, stats, policy, depends_on, depends_on_selector`;
 
 function toWorker(r: WorkerRecord): StoredWorker {
   return {
@@ -145,6 +155,7 @@ function toWorker(r: WorkerRecord): StoredWorker {
     stats: bytes(r.stats),
     policy: bytes(r.policy),
     dependsOn: r.depends_on,
+    dependsOnSelector: r.depends_on_selector,
   };
 }
 
@@ -156,14 +167,14 @@ async function loadWorkers(db: Db): Promise<StoredWorker[]> {
 async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
   await tx.query(
     `INSERT INTO workers (worker_id, labels, interval_ms, registered_at, state, state_since, last_seen,
-       last_seq, session_id, status, status_detail, stats, policy, depends_on)
-     VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12::bytea, $13::bytea, $14::text[])
+       last_seq, session_id, status, status_detail, stats, policy, depends_on, depends_on_selector)
+     VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12::bytea, $13::bytea, $14::text[], $15)
      ON CONFLICT (worker_id) DO UPDATE SET
        labels = EXCLUDED.labels, interval_ms = EXCLUDED.interval_ms, registered_at = EXCLUDED.registered_at,
        state = EXCLUDED.state, state_since = EXCLUDED.state_since, last_seen = EXCLUDED.last_seen,
        last_seq = EXCLUDED.last_seq, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
        status_detail = EXCLUDED.status_detail, stats = EXCLUDED.stats, policy = EXCLUDED.policy,
-       depends_on = EXCLUDED.depends_on`,
+       depends_on = EXCLUDED.depends_on, depends_on_selector = EXCLUDED.depends_on_selector`,
     [
       w.workerId,
       JSON.stringify(w.labels),
@@ -179,6 +190,7 @@ async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
       w.stats,
       w.policy,
       w.dependsOn,
+      w.dependsOnSelector ?? '',
     ],
   );
 }

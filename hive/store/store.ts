@@ -23,6 +23,8 @@ export interface StoredWorker {
   /** hive.v1.RestartPolicy in protobuf binary, or null for none. */
   policy: Uint8Array | null;
   dependsOn: string[];
+  /** Every worker matching this label selector is a dependency too ('' for none). */
+  dependsOnSelector?: string;
 }
 
 /** The write-behind part of a worker: what a heartbeat changes. */
@@ -73,6 +75,59 @@ export interface SilenceRow {
   comment: string;
   createdBy: string;
   createdAt: number;
+}
+
+/** One health-check run (hive.v1.HealthCheck without its results). */
+export interface HealthCheckRow {
+  checkId: string;
+  trigger: number;
+  scheduleId: string;
+  labelSelector: string;
+  timeoutMs: number;
+  state: number;
+  startedAt: number;
+  finishedAt: number | null;
+  total: number;
+  completed: number;
+  failed: number;
+  score: number;
+  band: number;
+  summary: string;
+  startedBy: string;
+}
+
+/** One worker's result in a run. */
+export interface HealthCheckResultRow {
+  checkId: string;
+  workerId: string;
+  outcome: number;
+  score: number;
+  band: number;
+  reason: string;
+  /** hive.v1.CheckReport in protobuf binary, or null without an answer. */
+  report: Uint8Array | null;
+  answeredAt: number | null;
+}
+
+export interface HealthCheckQuery {
+  /** Only runs of this trigger. */
+  trigger?: number;
+  /** Only runs in this state. */
+  state?: number;
+  /** Paging, newest first: only runs started before this (started_at, check_id). */
+  before?: { startedAt: number; checkId: string };
+  limit: number;
+}
+
+export interface ScheduleRow {
+  scheduleId: string;
+  cron: string;
+  enabled: boolean;
+  labelSelector: string;
+  timeoutMs: number;
+  description: string;
+  createdAt: number;
+  updatedAt: number;
 }
 
 export interface EventQuery {
@@ -126,6 +181,19 @@ export interface Store {
   putSilence(row: SilenceRow): Promise<void>;
   deleteSilence(silenceId: string): Promise<boolean>;
   listSilences(): Promise<SilenceRow[]>;
+
+  /** In one transaction: upserts the run and the given results (a run is durable before it is acknowledged). */
+  saveHealthCheck(run: HealthCheckRow, results: HealthCheckResultRow[]): Promise<void>;
+  /** The run and its results ordered by worker_id, or null. */
+  getHealthCheck(checkId: string): Promise<{ run: HealthCheckRow; results: HealthCheckResultRow[] } | null>;
+  /** Newest first. */
+  listHealthChecks(query: HealthCheckQuery): Promise<HealthCheckRow[]>;
+
+  putSchedule(row: ScheduleRow): Promise<void>;
+  getSchedule(scheduleId: string): Promise<ScheduleRow | null>;
+  deleteSchedule(scheduleId: string): Promise<boolean>;
+  /** Ordered by schedule_id. */
+  listSchedules(): Promise<ScheduleRow[]>;
 
   /** Round trip to the database (health checks). */
   ping(): Promise<void>;

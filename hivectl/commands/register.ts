@@ -12,6 +12,7 @@ interface RegisterOpts {
   label?: Array<[string, string]>;
   interval: number;
   dependsOn?: string[];
+  dependsOnSelector?: string;
   output: OutputFormat;
 }
 
@@ -23,6 +24,7 @@ export function registerRegisterCommands(program: Command, ctx: Ctx): void {
     .option('--label <k=v>', 'label (repeatable)', collect(parseLabel))
     .addOption(new Option('--interval <duration>', 'heartbeat interval').argParser(durationArg).default(5000, '5s'))
     .option('--depends-on <worker>', 'a worker this one depends on (repeatable)', collect((s: string) => s))
+    .option('--depends-on-selector <selector>', 'every worker matching this label selector is a dependency')
     .addOption(outputOption(['table', 'json', 'yaml']))
     .addHelpText('after', '\nThe token alone goes to stdout (hivectl register gpu-7 > gpu-7.token); to replace the token of an existing worker use `hivectl tokens rotate`.')
     .action(async (workerId: string, opts: RegisterOpts) => {
@@ -40,7 +42,7 @@ export function registerRegisterCommands(program: Command, ctx: Ctx): void {
       );
       if (exists) throw new CliError(`worker "${workerId}" is already registered; use \`hivectl tokens rotate ${workerId}\` for a new token`, EXIT.CONFLICT);
       const res = await registry.registerWorker(
-        { workerId, labels: Object.fromEntries(opts.label ?? []), heartbeatInterval: msToDuration(opts.interval), dependsOn: opts.dependsOn ?? [] },
+        { workerId, labels: Object.fromEntries(opts.label ?? []), heartbeatInterval: msToDuration(opts.interval), dependsOn: opts.dependsOn ?? [], dependsOnSelector: opts.dependsOnSelector ?? '' },
         ctx.unary(),
       );
       if (opts.output !== 'table') return printData(ctx, opts.output, messageJson(RegisterWorkerResponseSchema, res));

@@ -141,7 +141,8 @@ export function describeWorker(w: Worker, now: number, paint: Paint): string {
   lines.push(['Registered', formatTime(timestampToMs(w.registeredAt))]);
   const grace = timestampToMs(w.graceUntil);
   if (grace !== undefined && grace > now) lines.push(['Grace until', formatTime(grace)]);
-  if (w.dependsOn.length) lines.push(['Depends on', w.dependsOn.join(', ')]);
+  if (w.dependsOn.length || w.dependsOnSelector) lines.push(['Depends on', [...w.dependsOn, ...(w.dependsOnSelector ? [`selector ${w.dependsOnSelector}`] : [])].join(', ')]);
+  if (w.blockedBy.length) lines.push(['Blocked by', paint('red', `${w.blockedBy.join(', ')} (not restarted until they are healthy)`)]);
   lines.push(['Restart policy', policyText(w)]);
   const s = w.stats;
   if (s) {

@@ -66,6 +66,39 @@ function setup(o: { guard?: MassStaleGuard; results?: ActionResult[] } = {}) {
 }
 
 describe('restart supervisor', () => {
+  it('a worker blocked by its dependencies is held, once, and restarted only after blocked_by clears', async () => {
+    const { clock, hive, ran, set, s } = setup();
+    set({ id: 'dep', state: WorkerState.STALE, seq: 3 });
+    set({ id: 'b', state: WorkerState.STALE, seq: 5, blockedBy: ['dep'] });
+    await clock.advance(1000);
+    // The dependency is restarted; the dependent waits.
+    expect(ran.map((r) => r.req.worker.workerId)).toEqual(['dep']);
+    expect(s.record('b')!.phase).toBe('held');
+    await clock.advance(60_000);
+    // The dependency's own attempts go on (it does not verify here); none for b.
+    expect(ran.filter((r) => r.req.worker.workerId === 'b')).toEqual([]);
+    expect(hive.events('b')).toEqual(['restart_blocked']);
+    expect(hive.called('recordEvent', 'b')[0].args[1]).toBe('waiting for dependencies: dep');
+    // Still stale, no longer blocked (the dependency is healthy again).
+    set({ id: 'dep', state: WorkerState.HEALTHY, seq: 4 });
+    set({ id: 'b', state: WorkerState.STALE, seq: 5, blockedBy: [] });
+    const before = ran.length;
+    await clock.advance(0);
+    expect(ran.slice(before).map((r) => r.req.worker.workerId)).toEqual(['b']);
+    expect(WorkerState[hive.workers.get('b')!.state]).toBe('RESTARTING');
+  });
+
+  it('a blocked worker that recovers by itself is not restarted', async () => {
+    const { clock, ran, set, s } = setup();
+    set({ id: 'b', state: WorkerState.STALE, seq: 5, blockedBy: ['dep'] });
+    await clock.advance(5000);
+    expect(s.record('b')!.phase).toBe('held');
+    set({ id: 'b', state: WorkerState.HEALTHY, seq: 6, blockedBy: [] });
+    await clock.advance(60_000);
+    expect(ran).toEqual([]);
+    expect(s.record('b')!.phase).toBe('idle');
+  });
+
   it('restart_after: a single late beat restarts nothing', async () => {
     const { clock, hive, ran, set } = setup();
     set({ id: 'w1', state: WorkerState.STALE, seq: 5 });

@@ -34,6 +34,7 @@ export interface WorkerInit {
   graceUntil?: number;
   stateSince?: number;
   registeredAt?: number;
+  blockedBy?: string[];
 }
 
 export function worker(i: WorkerInit): Worker {
@@ -49,6 +50,7 @@ export function worker(i: WorkerInit): Worker {
     stateSince: msToTimestamp(i.stateSince ?? i.lastSeen ?? T0),
     graceUntil: i.graceUntil === undefined ? undefined : msToTimestamp(i.graceUntil),
     restartPolicy: i.policy,
+    blockedBy: i.blockedBy ?? [],
   });
 }
 
@@ -242,6 +244,16 @@ export class FakeHive implements HiveApi {
   async listSilences() {
     this.calls.push({ method: 'listSilences', args: [] });
     return this.silences;
+  }
+
+  async listHealthCheckSchedules() {
+    this.calls.push({ method: 'listHealthCheckSchedules', args: [] });
+    return [];
+  }
+
+  async startScheduledHealthCheck(scheduleId: string) {
+    this.calls.push({ method: 'startScheduledHealthCheck', args: [scheduleId] });
+    return `chk_${this.calls.length}`;
   }
 
   called(method: string, workerId?: string) {

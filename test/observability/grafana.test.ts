@@ -90,6 +90,7 @@ describe('grafana/dashboards/hive.json', () => {
       'hive_monitor_restarts_total', 'hive_monitor_workers_failed', 'hive_worker_state', 'hive_worker_heartbeat_age_seconds',
       'hive_worker_gpu_memory_used_bytes', 'hive_worker_gpu_memory_total_bytes', 'hive_worker_memory_used_bytes', 'hive_worker_disk_free_bytes',
       'hive_worker_health_score', 'hive_events_written_total', 'hive_monitor_alerts_sent_total', 'process_cpu_seconds_total', 'process_resident_memory_bytes',
+      'hive_worker_probe_latency_seconds',
     ]) {
       expect(exprs, metric).toContain(metric);
     }

@@ -89,6 +89,8 @@ describe('the Grafana dashboard against a real Prometheus', () => {
         [
           '--hive', hive.grpcAddr, '--join-token', JOIN, '--worker-id', a.id, '--interval', '1s', '--label', `pool=${POOL}`,
           '--token-file', join(dir.path, `${a.id}.token`), '--metrics-addr', `127.0.0.1:${port}`, '--nvidia-smi', smi,
+          // A real HTTP endpoint that answers 200: the probe latency panels get data.
+          '--probe', `${hive.httpUrl}/healthz`,
         ],
         { LOG_LEVEL: 'info' },
       );
@@ -173,6 +175,16 @@ describe('the Grafana dashboard against a real Prometheus', () => {
     const score = await instantQuery(prom.url, 'hive_worker_health_score{worker_id=~"obs-h.*"}');
     expect(score).toHaveLength(AGENTS.length);
     for (const s of score) expect(Number(s.value[1]), s.metric.worker_id).toBeGreaterThanOrEqual(0.9);
+    // Probe latency percentiles, reported by the agents in heartbeats, per worker at the hive and on each agent.
+    for (const a of AGENTS) {
+      const at = async (metric: string, p: string) => Number((await instantQuery(prom.url, `${metric}{worker_id="${a.id}", percentile="${p}"}`))[0]?.value[1]);
+      const [p50, p95, p99] = [await at('hive_worker_probe_latency_seconds', '50'), await at('hive_worker_probe_latency_seconds', '95'), await at('hive_worker_probe_latency_seconds', '99')];
+      expect(p50, a.id).toBeGreaterThan(0);
+      expect(p50).toBeLessThanOrEqual(p95);
+      expect(p95).toBeLessThanOrEqual(p99);
+      expect(p99).toBeLessThan(2);
+      expect(await at('hive_agent_probe_latency_window_seconds', '99')).toBeGreaterThan(0);
+    }
   });
 
   it('the monitor marks the silent worker stale, and the stale and detection-lag panels see it', async () => {

@@ -4,6 +4,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlService } from '../../gen/hive/v1/control_pb.js';
 import { HealthStatus, RegistryService, TokenScope } from '../../gen/hive/v1/registry_pb.js';
 import { msToDuration } from '../../lib/duration.js';
 import { NVIDIA_SMI_FIELDS } from '../../worker-agent/collectors/gpu.js';
@@ -33,6 +34,7 @@ describe('status page in Chromium', () => {
   let page: Page;
   let readToken: string;
   let registry: Client<typeof RegistryService>;
+  let control: Client<typeof ControlService>;
   const pageErrors: string[] = [];
   /** Every API call the page makes, by method name, with when it was made. */
   const calls: Array<{ method: string; at: number }> = [];
@@ -70,6 +72,7 @@ describe('status page in Chromium', () => {
     startAgent('gpu-b', 'h200', h200);
     const transport = createConnectTransport({ baseUrl: hive.httpUrl, httpVersion: '1.1' });
     registry = createClient(RegistryService, transport);
+    control = createClient(ControlService, transport);
     readToken = (await registry.createToken({ scope: TokenScope.READ, description: 'status page test' }, auth)).token;
     const monitorToken = (await registry.createToken({ scope: TokenScope.MONITOR, description: 'status page test' }, auth)).token;
     monitor = startProc('hive-monitor.mjs', ['--hive', hive.grpcAddr, '--token', monitorToken, '--http-addr', '127.0.0.1:0'], { LOG_LEVEL: 'info' });
@@ -147,6 +150,15 @@ describe('status page in Chromium', () => {
     expect(await page.locator('#empty').textContent()).toBe('No worker in the selected states.');
     await page.click('#states button[data-state="degraded"]');
     expect(await page.locator('.card').count()).toBe(2);
+  });
+
+  it('shows the last health-check run, answered by the real agents, without a reload', async () => {
+    expect(await page.locator('#check-empty').isVisible()).toBe(true);
+    const started = (await control.startHealthCheck({ timeout: { seconds: 20n, nanos: 0 } }, auth)).check!;
+    await eventually(async () => (await page.locator('#check .check-id').textContent()) === started.checkId, 15_000, 'the run on the page');
+    await eventually(async () => /score 1\.00 healthy, 0 of 2 failed/.test((await page.locator('#check .check-score').textContent()) ?? ''), 15_000, 'the finished run on the page');
+    expect(await page.locator('#check .check-summary').textContent()).toMatch(/^2 workers checked: 2 healthy, 0 degraded, 0 failed\./);
+    expect(await page.locator('#check-empty').isVisible()).toBe(false);
   });
 
   it("turns a killed agent's card red without a reload once the worker is marked stale", async () => {

@@ -7,6 +7,15 @@ import { parseAddr } from '../../lib/config.js';
 import { HealthStatus, WorkerState, CommandType } from '../../gen/hive/v1/registry_pb.js';
 import { startHive, type HiveHandle } from '../../hive/server.js';
 import { createAgent, type Agent } from '../../worker-agent/agent.js';
+import { createCheck } from '../../worker-agent/check.js';
+import { createMemoryCollector } from '../../worker-agent/collectors/memory.js';
+import { createHttpProbe } from '../../worker-agent/probe.js';
+import { ControlService } from '../../gen/hive/v1/control_pb.js';
+import { CheckOutcome } from '../../gen/hive/v1/health_check_pb.js';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRegistryClient } from '../../worker-agent/hive-client.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { eventually, tempDir } from '../support/procs.js';
@@ -38,7 +47,7 @@ describe('worker-agent', () => {
     await dir?.remove();
   });
 
-  function agent(workerId: string, opts: { status?: HealthStatus; onCommand?: Parameters<typeof createAgent>[0]['onCommand'] } = {}) {
+  function agent(workerId: string, opts: { status?: HealthStatus; onCommand?: Parameters<typeof createAgent>[0]['onCommand']; check?: Parameters<typeof createAgent>[0]['check']; dependsOn?: string[] } = {}) {
     const clock = new ManualClock();
     const a = createAgent({
       client: createRegistryClient(`127.0.0.1:${hive.grpcPort}`),
@@ -51,6 +60,8 @@ describe('worker-agent', () => {
       tokenFile: join(dir.path, `${workerId}.token`),
       sample: async () => ({ status: opts.status ?? HealthStatus.HEALTHY, statusDetail: 'ok', memoryTotalBytes: 100n, memoryUsedBytes: 10n }),
       onCommand: opts.onCommand,
+      check: opts.check,
+      dependsOn: opts.dependsOn,
       random: () => 0.5,
     });
     agents.push(a);
@@ -137,6 +148,39 @@ describe('worker-agent', () => {
       });
       return evs.some((e) => e.kind === 'command_result' && e.reason.includes('succeeded: restarted'));
     }, 10_000, 'command_result event');
+  });
+
+  it('answers a CHECK at once with its probe, collectors, round trip and uptime; declares depends_on when joining', async () => {
+    // A real HTTP probe of a real server, and the real memory collector.
+    const server = http.createServer((_req, res) => res.writeHead(503).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const clock = new ManualClock();
+    const probe = createHttpProbe({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`, clock });
+    const { a, clock: agentClock } = agent('ag-check', { check: createCheck({ clock, collectors: [createMemoryCollector()], probe }), dependsOn: ['ag-1'] });
+    a.start();
+    try {
+      await beatUntil(agentClock, () => hive.registry.workers.get('ag-check')?.streams === 1 && a.state.acked > 1, 'stream open');
+      expect(hive.registry.workers.get('ag-check')?.dependsOn).toEqual(['ag-1']);
+      const control = createClient(ControlService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${hive.grpcPort}` }));
+      const call = { headers: { authorization: 'Bearer admin-token-for-agent-tests' } };
+      const { check } = await control.startHealthCheck({ labelSelector: '', timeout: { seconds: 20n, nanos: 0 } }, call);
+      // Answered without the agent's clock moving: the check runs and is sent at once.
+      const result = await eventually(async () => {
+        const got = (await control.getHealthCheck({ checkId: check!.checkId }, call)).check!.results.find((r) => r.workerId === 'ag-check');
+        return got?.outcome === CheckOutcome.ANSWERED ? got : null;
+      }, 10_000, 'the answer of ag-check');
+      expect(result.reason).toMatch(/^probe: GET http:\/\/127\.0\.0\.1:\d+\/health returned HTTP 503$/);
+      expect(result.report).toMatchObject({ probeStatus: HealthStatus.UNHEALTHY });
+      expect(result.report!.stats!.collectors).toEqual([expect.objectContaining({ name: 'memory', success: true })]);
+      expect(result.report!.stats!.memoryTotalBytes).toBeGreaterThan(0n);
+      // Uptime and round trip on the agent's own (manual) clock: the round
+      // trip is whatever the test moved it by between a send and its ack.
+      expect(result.report!.uptimeSeconds).toBeGreaterThan(1);
+      expect(result.report!.hiveRttSeconds).toBeGreaterThanOrEqual(0);
+    } finally {
+      await a.stop({ leave: false });
+      server.close();
+    }
   });
 
   it('keeps retrying while the hive is unreachable and never throws', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HealthStatus } from '../../gen/hive/v1/registry_pb.js';
+import { loadAgentConfig } from '../../worker-agent/config.js';
 import { createHealthEvaluator, type HealthInput } from '../../worker-agent/health.js';
 
 const { HEALTHY, DEGRADED, UNHEALTHY } = HealthStatus;
@@ -19,6 +20,16 @@ describe('health evaluator', () => {
     expect(e.current()).toBeUndefined();
     expect(e.observe({})).toEqual({ status: HEALTHY, detail: 'ok' });
     expect(e.current()).toEqual({ status: HEALTHY, detail: 'ok' });
+  });
+
+  it("with the agent's default threshold (2 s), a probe slower than 2 s makes the worker DEGRADED after the usual streak", () => {
+    const probeSlowMs = loadAgentConfig(['--worker-id', 'w'], {}).probeSlow;
+    expect(probeSlowMs).toBe(2000);
+    const at = (latencyMs: number): HealthInput => ({ probe: { status: HEALTHY, latencyMs, detail: `200 in ${latencyMs} ms` } });
+    expect(statuses([at(2000), at(2000), at(2000)], { probeSlowMs })).toEqual([HEALTHY, HEALTHY, HEALTHY]);
+    expect(statuses([at(100), at(2001), at(2001), at(2001)], { probeSlowMs })).toEqual([HEALTHY, HEALTHY, HEALTHY, DEGRADED]);
+    const e = createHealthEvaluator({ probeSlowMs });
+    expect(e.observe(at(2500)).detail).toBe('probe took 2500 ms (slow above 2000 ms)');
   });
 
   it('the first observation is taken as is', () => {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hive/v1/registry.proto.
  */
 export const file_hive_v1_registry: GenFile = /*@__PURE__*/
-  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMivwQKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBAUIcChpfcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTlfc2Vjb25kcyKAAQoHQ29tbWFuZBISCgpjb21tYW5kX2lkGAEgASgJEiIKBHR5cGUYAiABKA4yFC5oaXZlLnYxLkNvbW1hbmRUeXBlEg4KBnJlYXNvbhgDIAEoCRItCglpc3N1ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItMBChFIZWFydGJlYXRSZXNwb25zZRIPCgdhY2tfc2VxGAEgASgEEiIKCGNvbW1hbmRzGAIgAygLMhAuaGl2ZS52MS5Db21tYW5kEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgloaXZlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiMKBXN0YXRlGAUgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZSJGChZIZWFydGJlYXRTdHJlYW1SZXF1ZXN0EiwKCWhlYXJ0YmVhdBgBIAEoCzIZLmhpdmUudjEuSGVhcnRiZWF0UmVxdWVzdCJIChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRItCgloZWFydGJlYXQYASABKAsyGi5oaXZlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIvcECgZXb3JrZXISEQoJd29ya2VyX2lkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIrCgZsYWJlbHMYAyADKAsyGy5oaXZlLnYxLldvcmtlci5MYWJlbHNFbnRyeRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJbGFzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBISCgpzZXNzaW9uX2lkGAcgASgJEiUKBnN0YXR1cxgIIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYCSABKAkSIwoFc3RhdHMYCiABKAsyFC5oaXZlLnYxLldvcmtlclN0YXRzEjEKDXJlZ2lzdGVyZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3N0YXRlX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtncmFjZV91bnRpbBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoOcmVzdGFydF9wb2xpY3kYDiABKAsyFi5oaXZlLnYxLlJlc3RhcnRQb2xpY3kSEQoJY29ubmVjdGVkGA8gASgIEhIKCmRlcGVuZHNfb24YECADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAgoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRI6CgZsYWJlbHMYAiADKAsyKi5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5MYWJlbHNFbnRyeRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoOcmVzdGFydF9wb2xpY3kYBCABKAsyFi5oaXZlLnYxLlJlc3RhcnRQb2xpY3kSFAoMcm90YXRlX3Rva2VuGAUgASgIEhIKCmRlcGVuZHNfb24YBiADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyEhQKDHdvcmtlcl90b2tlbhgCIAEoCSIxCgxMZWF2ZVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwCg1MZWF2ZVJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIjQKEUdldFdvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyInkKEkxpc3RXb3JrZXJzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEhYKDmxhYmVsX3NlbGVjdG9yGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImQKE0xpc3RXb3JrZXJzUmVzcG9uc2USIAoHd29ya2VycxgBIAMoCzIPLmhpdmUudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIlMKE1dhdGNoV29ya2Vyc1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIWCg5sYWJlbF9zZWxlY3RvchgCIAEoCSJYCgxXb3JrZXJDaGFuZ2USJwoEdHlwZRgBIAEoDjIZLmhpdmUudjEuV29ya2VyQ2hhbmdlVHlwZRIfCgZ3b3JrZXIYAiABKAsyDy5oaXZlLnYxLldvcmtlciKyAQoUV2F0Y2hXb3JrZXJzUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLmhpdmUudjEuV29ya2VyQ2hhbmdlEg4KBnN5bmNlZBgCIAEoCBItCgloaXZlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2hpdmVfc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoXRGVyZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIaChhEZXJlZ2lzdGVyV29ya2VyUmVzcG9uc2Ui1QEKBUV2ZW50EhAKCGV2ZW50X2lkGAEgASgDEhEKCXdvcmtlcl9pZBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAQgASgJEigKCmZyb21fc3RhdGUYBSABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEiYKCHRvX3N0YXRlGAYgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRINCgVhY3RvchgHIAEoCRIOCgZyZWFzb24YCCABKAkieAoRTGlzdEV2ZW50c1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEikKBXNpbmNlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChJMaXN0RXZlbnRzUmVzcG9uc2USHgoGZXZlbnRzGAEgAygLMg4uaGl2ZS52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiyQEKCVRva2VuSW5mbxIQCgh0b2tlbl9pZBgBIAEoCRIiCgVzY29wZRgCIAEoDjITLmhpdmUudjEuVG9rZW5TY29wZRIRCgl3b3JrZXJfaWQYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiIKBXNjb3BlGAEgASgOMhMuaGl2ZS52MS5Ub2tlblNjb3BlEhMKC2Rlc2NyaXB0aW9uGAIgASgJIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USIAoEaW5mbxgBIAEoCzISLmhpdmUudjEuVG9rZW5JbmZvEg0KBXRva2VuGAIgASgJIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI3ChNSZXZva2VUb2tlblJlc3BvbnNlEiAKBGluZm8YASABKAsyEi5oaXZlLnYxLlRva2VuSW5mbyIsChFMaXN0VG9rZW5zUmVxdWVzdBIXCg9pbmNsdWRlX3Jldm9rZWQYASABKAgiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmhpdmUudjEuVG9rZW5JbmZvKoEBCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfSEVBTFRIWRABEhoKFkhFQUxUSF9TVEFUVVNfREVHUkFERUQQAhIbChdIRUFMVEhfU1RBVFVTX1VOSEVBTFRIWRADKvsBCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRXT1JLRVJfU1RBVEVfUEVORElORxABEhgKFFdPUktFUl9TVEFURV9IRUFMVEhZEAISGQoVV09SS0VSX1NUQVRFX0RFR1JBREVEEAMSGgoWV09SS0VSX1NUQVRFX1VOSEVBTFRIWRAEEhYKEldPUktFUl9TVEFURV9TVEFMRRAFEhsKF1dPUktFUl9TVEFURV9SRVNUQVJUSU5HEAYSFwoTV09SS0VSX1NUQVRFX0ZBSUxFRBAHEhUKEVdPUktFUl9TVEFURV9MRUZUEAgqdQoLQ29tbWFuZFR5cGUSHAoYQ09NTUFORF9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUQ09NTUFORF9UWVBFX1JFU1RBUlQQARIWChJDT01NQU5EX1RZUEVfRFJBSU4QAhIWChJDT01NQU5EX1RZUEVfQ0hFQ0sQAyqUAQoQV29ya2VyQ2hhbmdlVHlwZRIiCh5XT1JLRVJfQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIcChhXT1JLRVJfQ0hBTkdFX1RZUEVfQURERUQQARIeChpXT1JLRVJfQ0hBTkdFX1RZUEVfVVBEQVRFRBACEh4KGldPUktFUl9DSEFOR0VfVFlQRV9SRU1PVkVEEAMqnQEKClRva2VuU2NvcGUSGwoXVE9LRU5fU0NPUEVfVU5TUEVDSUZJRUQQABIVChFUT0tFTl9TQ09QRV9BRE1JThABEhQKEFRPS0VOX1NDT1BFX0pPSU4QAhIWChJUT0tFTl9TQ09QRV9XT1JLRVIQAxIXChNUT0tFTl9TQ09QRV9NT05JVE9SEAQSFAoQVE9LRU5fU0NPUEVfUkVBRBAFMpIHCg9SZWdpc3RyeVNlcnZpY2USUQoOUmVnaXN0ZXJXb3JrZXISHi5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBofLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJCCglIZWFydGJlYXQSGS5oaXZlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaGi5oaXZlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElgKD0hlYXJ0YmVhdFN0cmVhbRIfLmhpdmUudjEuSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBogLmhpdmUudjEuSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2UoATABEjYKBUxlYXZlEhUuaGl2ZS52MS5MZWF2ZVJlcXVlc3QaFi5oaXZlLnYxLkxlYXZlUmVzcG9uc2USQgoJR2V0V29ya2VyEhkuaGl2ZS52MS5HZXRXb3JrZXJSZXF1ZXN0GhouaGl2ZS52MS5HZXRXb3JrZXJSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLmhpdmUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwuaGl2ZS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEk0KDFdhdGNoV29ya2VycxIcLmhpdmUudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBodLmhpdmUudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJXChBEZXJlZ2lzdGVyV29ya2VyEiAuaGl2ZS52MS5EZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBohLmhpdmUudjEuRGVyZWdpc3RlcldvcmtlclJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5oaXZlLnYxLkxpc3RFdmVudHNSZXF1ZXN0GhsuaGl2ZS52MS5MaXN0RXZlbnRzUmVzcG9uc2USSAoLQ3JlYXRlVG9rZW4SGy5oaXZlLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLmhpdmUudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJICgtSZXZva2VUb2tlbhIbLmhpdmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhwuaGl2ZS52MS5SZXZva2VUb2tlblJlc3BvbnNlEkUKCkxpc3RUb2tlbnMSGi5oaXZlLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GhsuaGl2ZS52MS5MaXN0VG9rZW5zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
+  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMi7AQKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBARIrCg1jaGVja19yZXBvcnRzGBAgAygLMhQuaGl2ZS52MS5DaGVja1JlcG9ydEIcChpfcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTlfc2Vjb25kcyL0AQoLQ2hlY2tSZXBvcnQSEgoKY29tbWFuZF9pZBgBIAEoCRIrCgxwcm9iZV9zdGF0dXMYAiABKA4yFS5oaXZlLnYxLkhlYWx0aFN0YXR1cxIdChVwcm9iZV9sYXRlbmN5X3NlY29uZHMYAyABKAESFAoMcHJvYmVfZGV0YWlsGAQgASgJEiMKBXN0YXRzGAUgASgLMhQuaGl2ZS52MS5Xb3JrZXJTdGF0cxIdChBoaXZlX3J0dF9zZWNvbmRzGAYgASgBSACIAQESFgoOdXB0aW1lX3NlY29uZHMYByABKAFCEwoRX2hpdmVfcnR0X3NlY29uZHMigAEKB0NvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIiCgR0eXBlGAIgASgOMhQuaGl2ZS52MS5Db21tYW5kVHlwZRIOCgZyZWFzb24YAyABKAkSLQoJaXNzdWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLTAQoRSGVhcnRiZWF0UmVzcG9uc2USDwoHYWNrX3NlcRgBIAEoBBIiCghjb21tYW5kcxgCIAMoCzIQLmhpdmUudjEuQ29tbWFuZBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJaGl2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgVzdGF0ZRgFIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUiRgoWSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBIsCgloZWFydGJlYXQYASABKAsyGS5oaXZlLnYxLkhlYXJ0YmVhdFJlcXVlc3QiSAoXSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2USLQoJaGVhcnRiZWF0GAEgASgLMhouaGl2ZS52MS5IZWFydGJlYXRSZXNwb25zZSKoBQoGV29ya2VyEhEKCXdvcmtlcl9pZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSKwoGbGFiZWxzGAMgAygLMhsuaGl2ZS52MS5Xb3JrZXIuTGFiZWxzRW50cnkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbGFzdF9zZXEYBiABKAQSEgoKc2Vzc2lvbl9pZBgHIAEoCRIlCgZzdGF0dXMYCCABKA4yFS5oaXZlLnYxLkhlYWx0aFN0YXR1cxIVCg1zdGF0dXNfZGV0YWlsGAkgASgJEiMKBXN0YXRzGAogASgLMhQuaGl2ZS52MS5Xb3JrZXJTdGF0cxIxCg1yZWdpc3RlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtzdGF0ZV9zaW5jZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZ3JhY2VfdW50aWwYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KDnJlc3RhcnRfcG9saWN5GA4gASgLMhYuaGl2ZS52MS5SZXN0YXJ0UG9saWN5EhEKCWNvbm5lY3RlZBgPIAEoCBISCgpkZXBlbmRzX29uGBAgAygJEhIKCmJsb2NrZWRfYnkYESADKAkSGwoTZGVwZW5kc19vbl9zZWxlY3RvchgSIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMCChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEjoKBmxhYmVscxgCIAMoCzIqLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0LkxhYmVsc0VudHJ5EjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCg5yZXN0YXJ0X3BvbGljeRgEIAEoCzIWLmhpdmUudjEuUmVzdGFydFBvbGljeRIUCgxyb3RhdGVfdG9rZW4YBSABKAgSEgoKZGVwZW5kc19vbhgGIAMoCRIbChNkZXBlbmRzX29uX3NlbGVjdG9yGAcgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlchIUCgx3b3JrZXJfdG9rZW4YAiABKAkiMQoMTGVhdmVSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMAoNTGVhdmVSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlciIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSI0ChFHZXRXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlciJ5ChJMaXN0V29ya2Vyc1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIWCg5sYWJlbF9zZWxlY3RvchgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJkChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiAKB3dvcmtlcnMYASADKAsyDy5oaXZlLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJTChNXYXRjaFdvcmtlcnNSZXF1ZXN0EiQKBnN0YXRlcxgBIAMoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSFgoObGFiZWxfc2VsZWN0b3IYAiABKAkiWAoMV29ya2VyQ2hhbmdlEicKBHR5cGUYASABKA4yGS5oaXZlLnYxLldvcmtlckNoYW5nZVR5cGUSHwoGd29ya2VyGAIgASgLMg8uaGl2ZS52MS5Xb3JrZXIisgEKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEiYKB2NoYW5nZXMYASADKAsyFS5oaXZlLnYxLldvcmtlckNoYW5nZRIOCgZzeW5jZWQYAiABKAgSLQoJaGl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9oaXZlX3N0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjwKF0RlcmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYRGVyZWdpc3RlcldvcmtlclJlc3BvbnNlItUBCgVFdmVudBIQCghldmVudF9pZBgBIAEoAxIRCgl3b3JrZXJfaWQYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEa2luZBgEIAEoCRIoCgpmcm9tX3N0YXRlGAUgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRImCgh0b19zdGF0ZRgGIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSDQoFYWN0b3IYByABKAkSDgoGcmVhc29uGAggASgJIngKEUxpc3RFdmVudHNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh4KBmV2ZW50cxgBIAMoCzIOLmhpdmUudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIskBCglUb2tlbkluZm8SEAoIdG9rZW5faWQYASABKAkSIgoFc2NvcGUYAiABKA4yEy5oaXZlLnYxLlRva2VuU2NvcGUSEQoJd29ya2VyX2lkGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KEkNyZWF0ZVRva2VuUmVxdWVzdBIiCgVzY29wZRgBIAEoDjITLmhpdmUudjEuVG9rZW5TY29wZRITCgtkZXNjcmlwdGlvbhgCIAEoCSJGChNDcmVhdGVUb2tlblJlc3BvbnNlEiAKBGluZm8YASABKAsyEi5oaXZlLnYxLlRva2VuSW5mbxINCgV0b2tlbhgCIAEoCSImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIuaGl2ZS52MS5Ub2tlbkluZm8iLAoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIjgKEkxpc3RUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5oaXZlLnYxLlRva2VuSW5mbyqBAQoMSGVhbHRoU3RhdHVzEh0KGUhFQUxUSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVIRUFMVEhfU1RBVFVTX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVFVTX0RFR1JBREVEEAISGwoXSEVBTFRIX1NUQVRVU19VTkhFQUxUSFkQAyr7AQoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1BFTkRJTkcQARIYChRXT1JLRVJfU1RBVEVfSEVBTFRIWRACEhkKFVdPUktFUl9TVEFURV9ERUdSQURFRBADEhoKFldPUktFUl9TVEFURV9VTkhFQUxUSFkQBBIWChJXT1JLRVJfU1RBVEVfU1RBTEUQBRIbChdXT1JLRVJfU1RBVEVfUkVTVEFSVElORxAGEhcKE1dPUktFUl9TVEFURV9GQUlMRUQQBxIVChFXT1JLRVJfU1RBVEVfTEVGVBAIKnUKC0NvbW1hbmRUeXBlEhwKGENPTU1BTkRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfVFlQRV9SRVNUQVJUEAESFgoSQ09NTUFORF9UWVBFX0RSQUlOEAISFgoSQ09NTUFORF9UWVBFX0NIRUNLEAMqlAEKEFdvcmtlckNoYW5nZVR5cGUSIgoeV09SS0VSX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYV09SS0VSX0NIQU5HRV9UWVBFX0FEREVEEAESHgoaV09SS0VSX0NIQU5HRV9UWVBFX1VQREFURUQQAhIeChpXT1JLRVJfQ0hBTkdFX1RZUEVfUkVNT1ZFRBADKp0BCgpUb2tlblNjb3BlEhsKF1RPS0VOX1NDT1BFX1VOU1BFQ0lGSUVEEAASFQoRVE9LRU5fU0NPUEVfQURNSU4QARIUChBUT0tFTl9TQ09QRV9KT0lOEAISFgoSVE9LRU5fU0NPUEVfV09SS0VSEAMSFwoTVE9LRU5fU0NPUEVfTU9OSVRPUhAEEhQKEFRPS0VOX1NDT1BFX1JFQUQQBTKSBwoPUmVnaXN0cnlTZXJ2aWNlElEKDlJlZ2lzdGVyV29ya2VyEh4uaGl2ZS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkuaGl2ZS52MS5IZWFydGJlYXRSZXF1ZXN0GhouaGl2ZS52MS5IZWFydGJlYXRSZXNwb25zZRJYCg9IZWFydGJlYXRTdHJlYW0SHy5oaXZlLnYxLkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QaIC5oaXZlLnYxLkhlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlKAEwARI2CgVMZWF2ZRIVLmhpdmUudjEuTGVhdmVSZXF1ZXN0GhYuaGl2ZS52MS5MZWF2ZVJlc3BvbnNlEkIKCUdldFdvcmtlchIZLmhpdmUudjEuR2V0V29ya2VyUmVxdWVzdBoaLmhpdmUudjEuR2V0V29ya2VyUmVzcG9uc2USSAoLTGlzdFdvcmtlcnMSGy5oaXZlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBocLmhpdmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJNCgxXYXRjaFdvcmtlcnMSHC5oaXZlLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaHS5oaXZlLnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAESVwoQRGVyZWdpc3RlcldvcmtlchIgLmhpdmUudjEuRGVyZWdpc3RlcldvcmtlclJlcXVlc3QaIS5oaXZlLnYxLkRlcmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhouaGl2ZS52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmhpdmUudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkgKC0NyZWF0ZVRva2VuEhsuaGl2ZS52MS5DcmVhdGVUb2tlblJlcXVlc3QaHC5oaXZlLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USSAoLUmV2b2tlVG9rZW4SGy5oaXZlLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLmhpdmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJFCgpMaXN0VG9rZW5zEhouaGl2ZS52MS5MaXN0VG9rZW5zUmVxdWVzdBobLmhpdmUudjEuTGlzdFRva2Vuc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
 
 /**
  * GpuStats is one GPU as nvidia-smi reports it.
@@ -305,6 +305,13 @@ export type HeartbeatRequest = Message<"hive.v1.HeartbeatRequest"> & {
    * @generated from field: optional double probe_latency_p99_seconds = 15;
    */
   probeLatencyP99Seconds?: number | undefined;
+
+  /**
+   * Answers to CHECK commands, carried out since the last heartbeat.
+   *
+   * @generated from field: repeated hive.v1.CheckReport check_reports = 16;
+   */
+  checkReports: CheckReport[];
 };
 
 /**
@@ -313,6 +320,65 @@ export type HeartbeatRequest = Message<"hive.v1.HeartbeatRequest"> & {
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
   messageDesc(file_hive_v1_registry, 5);
+
+/**
+ * CheckReport is the agent's answer to one CHECK command: its probe and
+ * collectors run at once, how fast the hive answers it, and its uptime.
+ *
+ * @generated from message hive.v1.CheckReport
+ */
+export type CheckReport = Message<"hive.v1.CheckReport"> & {
+  /**
+   * The CHECK command this answers.
+   *
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * UNSPECIFIED when the agent has no probe configured.
+   *
+   * @generated from field: hive.v1.HealthStatus probe_status = 2;
+   */
+  probeStatus: HealthStatus;
+
+  /**
+   * @generated from field: double probe_latency_seconds = 3;
+   */
+  probeLatencySeconds: number;
+
+  /**
+   * @generated from field: string probe_detail = 4;
+   */
+  probeDetail: string;
+
+  /**
+   * Resources and per-collector success, as a heartbeat carries them.
+   *
+   * @generated from field: hive.v1.WorkerStats stats = 5;
+   */
+  stats?: WorkerStats | undefined;
+
+  /**
+   * Round trip of the agent's last heartbeat to its acknowledgement;
+   * absent before the first acknowledgement.
+   *
+   * @generated from field: optional double hive_rtt_seconds = 6;
+   */
+  hiveRttSeconds?: number | undefined;
+
+  /**
+   * @generated from field: double uptime_seconds = 7;
+   */
+  uptimeSeconds: number;
+};
+
+/**
+ * Describes the message hive.v1.CheckReport.
+ * Use `create(CheckReportSchema)` to create a new message.
+ */
+export const CheckReportSchema: GenMessage<CheckReport> = /*@__PURE__*/
+  messageDesc(file_hive_v1_registry, 6);
 
 /**
  * Command is an instruction from the hive to one worker's agent.
@@ -346,7 +412,7 @@ export type Command = Message<"hive.v1.Command"> & {
  * Use `create(CommandSchema)` to create a new message.
  */
 export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 6);
+  messageDesc(file_hive_v1_registry, 7);
 
 /**
  * HeartbeatResponse acknowledges one heartbeat.
@@ -389,7 +455,7 @@ export type HeartbeatResponse = Message<"hive.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 7);
+  messageDesc(file_hive_v1_registry, 8);
 
 /**
  * HeartbeatStreamRequest is one message on the agent's stream.
@@ -408,7 +474,7 @@ export type HeartbeatStreamRequest = Message<"hive.v1.HeartbeatStreamRequest"> &
  * Use `create(HeartbeatStreamRequestSchema)` to create a new message.
  */
 export const HeartbeatStreamRequestSchema: GenMessage<HeartbeatStreamRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 8);
+  messageDesc(file_hive_v1_registry, 9);
 
 /**
  * HeartbeatStreamResponse is an acknowledgement, pushed commands, or both.
@@ -427,7 +493,7 @@ export type HeartbeatStreamResponse = Message<"hive.v1.HeartbeatStreamResponse">
  * Use `create(HeartbeatStreamResponseSchema)` to create a new message.
  */
 export const HeartbeatStreamResponseSchema: GenMessage<HeartbeatStreamResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 9);
+  messageDesc(file_hive_v1_registry, 10);
 
 /**
  * Worker is one registered worker.
@@ -525,6 +591,21 @@ export type Worker = Message<"hive.v1.Worker"> & {
    * @generated from field: repeated string depends_on = 16;
    */
   dependsOn: string[];
+
+  /**
+   * Dependencies that are not healthy right now (worker ids): while any
+   * is listed, the monitor does not restart this worker.
+   *
+   * @generated from field: repeated string blocked_by = 17;
+   */
+  blockedBy: string[];
+
+  /**
+   * Every worker matching this label selector is a dependency too.
+   *
+   * @generated from field: string depends_on_selector = 18;
+   */
+  dependsOnSelector: string;
 };
 
 /**
@@ -532,7 +613,7 @@ export type Worker = Message<"hive.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 10);
+  messageDesc(file_hive_v1_registry, 11);
 
 /**
  * RegisterWorkerRequest registers or re-registers a worker.
@@ -570,9 +651,18 @@ export type RegisterWorkerRequest = Message<"hive.v1.RegisterWorkerRequest"> & {
   rotateToken: boolean;
 
   /**
+   * Worker ids this worker depends on; a cycle is InvalidArgument.
+   *
    * @generated from field: repeated string depends_on = 6;
    */
   dependsOn: string[];
+
+  /**
+   * Or the workers matching a label selector.
+   *
+   * @generated from field: string depends_on_selector = 7;
+   */
+  dependsOnSelector: string;
 };
 
 /**
@@ -580,7 +670,7 @@ export type RegisterWorkerRequest = Message<"hive.v1.RegisterWorkerRequest"> & {
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 11);
+  messageDesc(file_hive_v1_registry, 12);
 
 /**
  * RegisterWorkerResponse carries the only copy of the worker token.
@@ -604,7 +694,7 @@ export type RegisterWorkerResponse = Message<"hive.v1.RegisterWorkerResponse"> &
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 12);
+  messageDesc(file_hive_v1_registry, 13);
 
 /**
  * LeaveRequest announces a clean shutdown.
@@ -628,7 +718,7 @@ export type LeaveRequest = Message<"hive.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 13);
+  messageDesc(file_hive_v1_registry, 14);
 
 /**
  * LeaveResponse is empty.
@@ -647,7 +737,7 @@ export type LeaveResponse = Message<"hive.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 14);
+  messageDesc(file_hive_v1_registry, 15);
 
 /**
  * GetWorkerRequest names one worker.
@@ -666,7 +756,7 @@ export type GetWorkerRequest = Message<"hive.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 15);
+  messageDesc(file_hive_v1_registry, 16);
 
 /**
  * GetWorkerResponse holds the worker.
@@ -685,7 +775,7 @@ export type GetWorkerResponse = Message<"hive.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 16);
+  messageDesc(file_hive_v1_registry, 17);
 
 /**
  * ListWorkersRequest filters and pages the registry.
@@ -723,7 +813,7 @@ export type ListWorkersRequest = Message<"hive.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 17);
+  messageDesc(file_hive_v1_registry, 18);
 
 /**
  * ListWorkersResponse is one page, ordered by worker_id.
@@ -752,7 +842,7 @@ export type ListWorkersResponse = Message<"hive.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 18);
+  messageDesc(file_hive_v1_registry, 19);
 
 /**
  * WatchWorkersRequest filters the watch like ListWorkers.
@@ -776,7 +866,7 @@ export type WatchWorkersRequest = Message<"hive.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 19);
+  messageDesc(file_hive_v1_registry, 20);
 
 /**
  * WorkerChange is one change to one worker.
@@ -800,7 +890,7 @@ export type WorkerChange = Message<"hive.v1.WorkerChange"> & {
  * Use `create(WorkerChangeSchema)` to create a new message.
  */
 export const WorkerChangeSchema: GenMessage<WorkerChange> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 20);
+  messageDesc(file_hive_v1_registry, 21);
 
 /**
  * WatchWorkersResponse carries changes in order; heartbeat touches of one
@@ -841,7 +931,7 @@ export type WatchWorkersResponse = Message<"hive.v1.WatchWorkersResponse"> & {
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 21);
+  messageDesc(file_hive_v1_registry, 22);
 
 /**
  * DeregisterWorkerRequest names the worker to remove.
@@ -865,7 +955,7 @@ export type DeregisterWorkerRequest = Message<"hive.v1.DeregisterWorkerRequest">
  * Use `create(DeregisterWorkerRequestSchema)` to create a new message.
  */
 export const DeregisterWorkerRequestSchema: GenMessage<DeregisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 22);
+  messageDesc(file_hive_v1_registry, 23);
 
 /**
  * DeregisterWorkerResponse is empty.
@@ -880,7 +970,7 @@ export type DeregisterWorkerResponse = Message<"hive.v1.DeregisterWorkerResponse
  * Use `create(DeregisterWorkerResponseSchema)` to create a new message.
  */
 export const DeregisterWorkerResponseSchema: GenMessage<DeregisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 23);
+  messageDesc(file_hive_v1_registry, 24);
 
 /**
  * Event is one row of the event log.
@@ -939,7 +1029,7 @@ export type Event = Message<"hive.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 24);
+  messageDesc(file_hive_v1_registry, 25);
 
 /**
  * ListEventsRequest pages the event log, newest first.
@@ -977,7 +1067,7 @@ export type ListEventsRequest = Message<"hive.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 25);
+  messageDesc(file_hive_v1_registry, 26);
 
 /**
  * ListEventsResponse is one page.
@@ -1001,7 +1091,7 @@ export type ListEventsResponse = Message<"hive.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 26);
+  messageDesc(file_hive_v1_registry, 27);
 
 /**
  * TokenInfo describes a token without its secret.
@@ -1045,7 +1135,7 @@ export type TokenInfo = Message<"hive.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 27);
+  messageDesc(file_hive_v1_registry, 28);
 
 /**
  * CreateTokenRequest asks for a join, read or monitor token.
@@ -1069,7 +1159,7 @@ export type CreateTokenRequest = Message<"hive.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 28);
+  messageDesc(file_hive_v1_registry, 29);
 
 /**
  * CreateTokenResponse carries the only copy of the secret.
@@ -1093,7 +1183,7 @@ export type CreateTokenResponse = Message<"hive.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 29);
+  messageDesc(file_hive_v1_registry, 30);
 
 /**
  * RevokeTokenRequest names the token to revoke.
@@ -1112,7 +1202,7 @@ export type RevokeTokenRequest = Message<"hive.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 30);
+  messageDesc(file_hive_v1_registry, 31);
 
 /**
  * RevokeTokenResponse is the revoked token.
@@ -1131,7 +1221,7 @@ export type RevokeTokenResponse = Message<"hive.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 31);
+  messageDesc(file_hive_v1_registry, 32);
 
 /**
  * ListTokensRequest lists tokens.
@@ -1150,7 +1240,7 @@ export type ListTokensRequest = Message<"hive.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 32);
+  messageDesc(file_hive_v1_registry, 33);
 
 /**
  * ListTokensResponse lists tokens.
@@ -1169,7 +1259,7 @@ export type ListTokensResponse = Message<"hive.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 33);
+  messageDesc(file_hive_v1_registry, 34);
 
 /**
  * HealthStatus is what a worker reports about itself.

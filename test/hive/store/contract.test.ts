@@ -12,7 +12,7 @@ import { createPgDb, openPgliteDb, type Db } from '../../../hive/store/db.js';
 import { migrate, readMigrations } from '../../../hive/store/migrate.js';
 import { openStore } from '../../../hive/store/open.js';
 import { createSqlStore, FLUSH_CHUNK_ROWS } from '../../../hive/store/sql-store.js';
-import type { EventRow, Store, StoredWorker, TokenRow, WorkerSnapshot } from '../../../hive/store/store.js';
+import type { EventRow, HealthCheckResultRow, HealthCheckRow, ScheduleRow, Store, StoredWorker, TokenRow, WorkerSnapshot } from '../../../hive/store/store.js';
 
 const PG_URL = process.env.HIVE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const RUN_ID = randomBytes(4).toString('hex');
@@ -39,6 +39,7 @@ function worker(workerId: string, over: Partial<StoredWorker> = {}): StoredWorke
     stats: null,
     policy: null,
     dependsOn: [],
+    dependsOnSelector: '',
     ...over,
   };
 }
@@ -110,7 +111,7 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       await h?.store.close();
     });
     beforeEach(async () => {
-      await h.db.query('TRUNCATE workers, tokens, events, default_policies, silences RESTART IDENTITY');
+      await h.db.query('TRUNCATE workers, tokens, events, default_policies, silences, health_checks, health_check_results, health_check_schedules RESTART IDENTITY');
     });
 
     it('registers a worker and loads every field back', async () => {
@@ -128,6 +129,7 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
         stats: new Uint8Array([0, 1, 127, 128, 255]),
         policy: new Uint8Array([8, 3, 16, 1]),
         dependsOn: ['db-1', 'cache "x", y'],
+        dependsOnSelector: 'role=db,zone!=b',
       });
       const bare = worker('w-bare', { labels: {}, lastSeq: 2n ** 53n + 1n });
       const ev1 = await store.registerWorker(full, null, false, event('w-full'));
@@ -406,6 +408,64 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       expect(await store.deleteSilence('s1')).toBe(true);
       expect(await store.deleteSilence('s1')).toBe(false);
       expect(await store.listSilences()).toEqual([s2]);
+    });
+
+    it('health checks: a run and its results are saved together, updated in place, and read back', async () => {
+      const run: HealthCheckRow = {
+        checkId: 'chk-1', trigger: 1, scheduleId: '', labelSelector: 'pool=gpu', timeoutMs: 5_000, state: 1,
+        startedAt: T0, finishedAt: null, total: 2, completed: 0, failed: 0, score: 0, band: 0, summary: '', startedBy: 'admin',
+      };
+      const pending = (workerId: string): HealthCheckResultRow => ({ checkId: 'chk-1', workerId, outcome: 1, score: 0, band: 0, reason: '', report: null, answeredAt: null });
+      await store.saveHealthCheck(run, [pending('w-b'), pending('w-a')]);
+      expect(await store.getHealthCheck('chk-1')).toEqual({ run, results: [pending('w-a'), pending('w-b')] });
+
+      const answered: HealthCheckResultRow = { ...pending('w-a'), outcome: 2, score: 0.55, band: 3, reason: 'probe: HTTP 500', report: new Uint8Array([0, 1, 255]), answeredAt: T0 + 10 };
+      await store.saveHealthCheck({ ...run, completed: 1, failed: 1 }, [answered]);
+      const done = { ...run, state: 2, finishedAt: T0 + 5_000, completed: 2, failed: 2, score: 0.275, band: 4, summary: 'w-a: probe; w-b: no answer' };
+      const noAnswer = { ...pending('w-b'), outcome: 3, reason: 'no answer within 5s' };
+      await store.saveHealthCheck(done, [noAnswer]);
+      expect(await store.getHealthCheck('chk-1')).toEqual({ run: done, results: [answered, noAnswer] });
+      expect(await store.getHealthCheck('nope')).toBeNull();
+    });
+
+    it('health checks: listed newest first, paged by (started_at, check_id), filtered by trigger', async () => {
+      const base: HealthCheckRow = {
+        checkId: '', trigger: 1, scheduleId: '', labelSelector: '', timeoutMs: 1_000, state: 2,
+        startedAt: T0, finishedAt: T0 + 1, total: 0, completed: 0, failed: 0, score: 1, band: 1, summary: '', startedBy: 'admin',
+      };
+      // Two runs share a start time: check_id breaks the tie, so no page repeats or skips one.
+      const runs = [
+        { ...base, checkId: 'c1', startedAt: T0 },
+        { ...base, checkId: 'c2', startedAt: T0 + 1_000, trigger: 2, scheduleId: 's1', startedBy: 'monitor' },
+        { ...base, checkId: 'c3', startedAt: T0 + 1_000 },
+        { ...base, checkId: 'c4', startedAt: T0 + 2_000, trigger: 2, scheduleId: 's1', startedBy: 'monitor' },
+      ];
+      for (const r of runs) await store.saveHealthCheck(r, []);
+      const ids = (rows: HealthCheckRow[]) => rows.map((r) => r.checkId);
+      expect(ids(await store.listHealthChecks({ limit: 10 }))).toEqual(['c4', 'c3', 'c2', 'c1']);
+      const page1 = await store.listHealthChecks({ limit: 2 });
+      expect(ids(page1)).toEqual(['c4', 'c3']);
+      const last = page1[page1.length - 1];
+      expect(ids(await store.listHealthChecks({ limit: 2, before: { startedAt: last.startedAt, checkId: last.checkId } }))).toEqual(['c2', 'c1']);
+      expect(ids(await store.listHealthChecks({ limit: 10, trigger: 2 }))).toEqual(['c4', 'c2']);
+      expect(ids(await store.listHealthChecks({ limit: 10, trigger: 1 }))).toEqual(['c3', 'c1']);
+      await store.saveHealthCheck({ ...runs[1], state: 1, finishedAt: null }, []);
+      expect(ids(await store.listHealthChecks({ limit: 10, state: 1 }))).toEqual(['c2']);
+      expect(ids(await store.listHealthChecks({ limit: 10, state: 2, trigger: 2 }))).toEqual(['c4']);
+    });
+
+    it('health-check schedules: put, replace (keeping created_at), get, list, delete', async () => {
+      const s1: ScheduleRow = { scheduleId: 'nightly', cron: '0 3 * * *', enabled: true, labelSelector: 'pool=gpu', timeoutMs: 30_000, description: 'nightly', createdAt: T0, updatedAt: T0 };
+      const s0: ScheduleRow = { ...s1, scheduleId: 'every-5m', cron: '*/5 * * * *', enabled: false, labelSelector: '' };
+      await store.putSchedule(s1);
+      await store.putSchedule(s0);
+      expect(await store.listSchedules()).toEqual([s0, s1]);
+      await store.putSchedule({ ...s1, cron: '0 4 * * *', createdAt: T0 + 99, updatedAt: T0 + 5 });
+      expect(await store.getSchedule('nightly')).toEqual({ ...s1, cron: '0 4 * * *', updatedAt: T0 + 5 });
+      expect(await store.getSchedule('nope')).toBeNull();
+      expect(await store.deleteSchedule('nightly')).toBe(true);
+      expect(await store.deleteSchedule('nightly')).toBe(false);
+      expect(await store.listSchedules()).toEqual([s0]);
     });
 
     it('migrate again is a no-op that keeps the data', async () => {
