@@ -121,7 +121,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const unlisten = registry.commands.listen(workerId, () => {
         const commands = registry.commands.take(workerId);
         if (commands.length) {
-          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state } });
+          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state, inventoryRequired: false } });
           notify();
         }
       });

@@ -4,7 +4,6 @@ import {
   WorkerSchema,
   WorkerState,
   WorkerStatsSchema,
-  type HeartbeatRequest,
   type Worker,
   type WorkerStats,
 } from '../gen/hive/v1/registry_pb.js';
@@ -25,8 +24,11 @@ export interface LiveWorker {
   sessionId: string;
   status: HealthStatus;
   statusDetail: string;
-  /** The last heartbeat's stats, kept as the request that carried them. */
-  lastBeat: HeartbeatRequest | null;
+  /**
+   * The last heartbeat's stats, merged into objects the hive owns and
+   * updates in place (hive/live-stats.ts): no decoded request is retained.
+   */
+  lastBeat: LiveStats | null;
   /** Stats loaded from the store before the first heartbeat of this run. */
   storedStats: WorkerStats | null;
   policy: RestartPolicy | null;
@@ -38,7 +40,15 @@ export interface LiveWorker {
   pastSessions?: string[];
   /** The session last told the heartbeat interval in a reply. */
   intervalToldSession?: string;
+  /** The full heartbeat whose GPUs and collectors compact heartbeats refer to. */
+  inventory?: { sessionId: string; seq: bigint };
 }
+
+/** The resource part of a heartbeat, as the hive keeps it (the fields of WorkerStats). */
+export type LiveStats = Pick<
+  WorkerStats,
+  'gpus' | 'memoryUsedBytes' | 'memoryTotalBytes' | 'disks' | 'load1' | 'collectors' | 'probeLatencyP50Seconds' | 'probeLatencyP95Seconds' | 'probeLatencyP99Seconds'
+>;
 
 export const REPORTED_STATE: Record<number, WorkerState> = {
   [HealthStatus.UNSPECIFIED]: WorkerState.HEALTHY,

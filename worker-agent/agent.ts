@@ -1,10 +1,11 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { randomBytes } from 'node:crypto';
 import {
   CommandResultSchema,
   CommandType,
   HeartbeatRequestSchema,
+  HeartbeatStreamRequestSchema,
   type Command,
   type CommandResult,
   type HeartbeatStreamRequest,
@@ -14,6 +15,7 @@ import type { Clock } from '../lib/clock.js';
 import { fullJitterBackoffMs } from '../lib/backoff.js';
 import { durationToMs, msToDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
+import { createHeartbeatEncoder } from './compact.js';
 import type { RegistryClient } from './hive-client.js';
 import { readTokenFile, writeTokenFile } from './token-file.js';
 import { boundText } from './wire-text.js';
@@ -48,6 +50,8 @@ export interface AgentDeps {
     failed?: (reason: string) => void;
     reconnect?: () => void;
     acked?: () => void;
+    /** The encoded size of each heartbeat sent (the HeartbeatStreamRequest), by form. */
+    encoded?: (form: 'full' | 'compact', bytes: number) => void;
   };
 }
 
@@ -75,6 +79,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let wakeCtl = new AbortController();
   let firstConnect = true;
   const results: CommandResult[] = [];
+  const encoder = createHeartbeatEncoder();
 
   const auth = (t: string) => ({ authorization: `Bearer ${t}` });
 
@@ -122,14 +127,17 @@ export function createAgent(deps: AgentDeps): Agent {
       }
       if (signal.aborted) return;
       state.seq += 1n;
-      const heartbeat = create(HeartbeatRequestSchema, {
+      const heartbeat = encoder.encode({
         ...sample,
         workerId: deps.workerId,
         sessionId: state.sessionId,
         seq: state.seq,
         commandResults: results.splice(0),
       });
-      yield { $typeName: 'hive.v1.HeartbeatStreamRequest', heartbeat };
+      const req: HeartbeatStreamRequest = { $typeName: 'hive.v1.HeartbeatStreamRequest', heartbeat };
+      // The same encoder the transport uses, so this is the size on the wire (less gRPC's 5-byte frame header).
+      if (deps.events?.encoded) deps.events.encoded(heartbeat.compact ? 'compact' : 'full', toBinary(HeartbeatStreamRequestSchema, req).length);
+      yield req;
       deps.events?.sent?.();
       if (wakeCtl.signal.aborted) wakeCtl = new AbortController();
       await sleep(nextDelay(), AbortSignal.any([signal, wakeCtl.signal]));
@@ -144,6 +152,7 @@ export function createAgent(deps: AgentDeps): Agent {
       state.acked++;
       deps.events?.acked?.();
     }
+    if (hb.inventoryRequired) encoder.required(hb.ackSeq);
     const interval = durationToMs(hb.heartbeatInterval);
     if (interval && interval !== state.intervalMs) {
       log.info({ from: state.intervalMs, to: interval }, 'heartbeat interval changed by the hive');
@@ -212,6 +221,7 @@ export function createAgent(deps: AgentDeps): Agent {
           // sequence numbers was lost): start a new session.
           state.sessionId = newSessionId();
           state.seq = 0n;
+          encoder.reset();
           log.warn({ err: ce.rawMessage }, 'heartbeat rejected; starting a new session');
         } else if (REJOIN.has(ce.code) && deps.joinToken) {
           log.warn({ code: Code[ce.code], err: ce.rawMessage }, 'worker token rejected; joining again');

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hive/v1/registry.proto.
  */
 export const file_hive_v1_registry: GenFile = /*@__PURE__*/
-  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMivwQKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBAUIcChpfcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTlfc2Vjb25kcyKAAQoHQ29tbWFuZBISCgpjb21tYW5kX2lkGAEgASgJEiIKBHR5cGUYAiABKA4yFC5oaXZlLnYxLkNvbW1hbmRUeXBlEg4KBnJlYXNvbhgDIAEoCRItCglpc3N1ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItMBChFIZWFydGJlYXRSZXNwb25zZRIPCgdhY2tfc2VxGAEgASgEEiIKCGNvbW1hbmRzGAIgAygLMhAuaGl2ZS52MS5Db21tYW5kEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgloaXZlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiMKBXN0YXRlGAUgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZSJGChZIZWFydGJlYXRTdHJlYW1SZXF1ZXN0EiwKCWhlYXJ0YmVhdBgBIAEoCzIZLmhpdmUudjEuSGVhcnRiZWF0UmVxdWVzdCJIChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRItCgloZWFydGJlYXQYASABKAsyGi5oaXZlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIvcECgZXb3JrZXISEQoJd29ya2VyX2lkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIrCgZsYWJlbHMYAyADKAsyGy5oaXZlLnYxLldvcmtlci5MYWJlbHNFbnRyeRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJbGFzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBISCgpzZXNzaW9uX2lkGAcgASgJEiUKBnN0YXR1cxgIIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYCSABKAkSIwoFc3RhdHMYCiABKAsyFC5oaXZlLnYxLldvcmtlclN0YXRzEjEKDXJlZ2lzdGVyZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3N0YXRlX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtncmFjZV91bnRpbBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoOcmVzdGFydF9wb2xpY3kYDiABKAsyFi5oaXZlLnYxLlJlc3RhcnRQb2xpY3kSEQoJY29ubmVjdGVkGA8gASgIEhIKCmRlcGVuZHNfb24YECADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAgoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRI6CgZsYWJlbHMYAiADKAsyKi5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5MYWJlbHNFbnRyeRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoOcmVzdGFydF9wb2xpY3kYBCABKAsyFi5oaXZlLnYxLlJlc3RhcnRQb2xpY3kSFAoMcm90YXRlX3Rva2VuGAUgASgIEhIKCmRlcGVuZHNfb24YBiADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyEhQKDHdvcmtlcl90b2tlbhgCIAEoCSIxCgxMZWF2ZVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwCg1MZWF2ZVJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIjQKEUdldFdvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyInkKEkxpc3RXb3JrZXJzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEhYKDmxhYmVsX3NlbGVjdG9yGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImQKE0xpc3RXb3JrZXJzUmVzcG9uc2USIAoHd29ya2VycxgBIAMoCzIPLmhpdmUudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIlMKE1dhdGNoV29ya2Vyc1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIWCg5sYWJlbF9zZWxlY3RvchgCIAEoCSJYCgxXb3JrZXJDaGFuZ2USJwoEdHlwZRgBIAEoDjIZLmhpdmUudjEuV29ya2VyQ2hhbmdlVHlwZRIfCgZ3b3JrZXIYAiABKAsyDy5oaXZlLnYxLldvcmtlciKyAQoUV2F0Y2hXb3JrZXJzUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLmhpdmUudjEuV29ya2VyQ2hhbmdlEg4KBnN5bmNlZBgCIAEoCBItCgloaXZlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2hpdmVfc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoXRGVyZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIaChhEZXJlZ2lzdGVyV29ya2VyUmVzcG9uc2Ui1QEKBUV2ZW50EhAKCGV2ZW50X2lkGAEgASgDEhEKCXdvcmtlcl9pZBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAQgASgJEigKCmZyb21fc3RhdGUYBSABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEiYKCHRvX3N0YXRlGAYgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRINCgVhY3RvchgHIAEoCRIOCgZyZWFzb24YCCABKAkieAoRTGlzdEV2ZW50c1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEikKBXNpbmNlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChJMaXN0RXZlbnRzUmVzcG9uc2USHgoGZXZlbnRzGAEgAygLMg4uaGl2ZS52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiyQEKCVRva2VuSW5mbxIQCgh0b2tlbl9pZBgBIAEoCRIiCgVzY29wZRgCIAEoDjITLmhpdmUudjEuVG9rZW5TY29wZRIRCgl3b3JrZXJfaWQYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiIKBXNjb3BlGAEgASgOMhMuaGl2ZS52MS5Ub2tlblNjb3BlEhMKC2Rlc2NyaXB0aW9uGAIgASgJIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USIAoEaW5mbxgBIAEoCzISLmhpdmUudjEuVG9rZW5JbmZvEg0KBXRva2VuGAIgASgJIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI3ChNSZXZva2VUb2tlblJlc3BvbnNlEiAKBGluZm8YASABKAsyEi5oaXZlLnYxLlRva2VuSW5mbyIsChFMaXN0VG9rZW5zUmVxdWVzdBIXCg9pbmNsdWRlX3Jldm9rZWQYASABKAgiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmhpdmUudjEuVG9rZW5JbmZvKoEBCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfSEVBTFRIWRABEhoKFkhFQUxUSF9TVEFUVVNfREVHUkFERUQQAhIbChdIRUFMVEhfU1RBVFVTX1VOSEVBTFRIWRADKvsBCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRXT1JLRVJfU1RBVEVfUEVORElORxABEhgKFFdPUktFUl9TVEFURV9IRUFMVEhZEAISGQoVV09SS0VSX1NUQVRFX0RFR1JBREVEEAMSGgoWV09SS0VSX1NUQVRFX1VOSEVBTFRIWRAEEhYKEldPUktFUl9TVEFURV9TVEFMRRAFEhsKF1dPUktFUl9TVEFURV9SRVNUQVJUSU5HEAYSFwoTV09SS0VSX1NUQVRFX0ZBSUxFRBAHEhUKEVdPUktFUl9TVEFURV9MRUZUEAgqdQoLQ29tbWFuZFR5cGUSHAoYQ09NTUFORF9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUQ09NTUFORF9UWVBFX1JFU1RBUlQQARIWChJDT01NQU5EX1RZUEVfRFJBSU4QAhIWChJDT01NQU5EX1RZUEVfQ0hFQ0sQAyqUAQoQV29ya2VyQ2hhbmdlVHlwZRIiCh5XT1JLRVJfQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIcChhXT1JLRVJfQ0hBTkdFX1RZUEVfQURERUQQARIeChpXT1JLRVJfQ0hBTkdFX1RZUEVfVVBEQVRFRBACEh4KGldPUktFUl9DSEFOR0VfVFlQRV9SRU1PVkVEEAMqnQEKClRva2VuU2NvcGUSGwoXVE9LRU5fU0NPUEVfVU5TUEVDSUZJRUQQABIVChFUT0tFTl9TQ09QRV9BRE1JThABEhQKEFRPS0VOX1NDT1BFX0pPSU4QAhIWChJUT0tFTl9TQ09QRV9XT1JLRVIQAxIXChNUT0tFTl9TQ09QRV9NT05JVE9SEAQSFAoQVE9LRU5fU0NPUEVfUkVBRBAFMpIHCg9SZWdpc3RyeVNlcnZpY2USUQoOUmVnaXN0ZXJXb3JrZXISHi5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBofLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJCCglIZWFydGJlYXQSGS5oaXZlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaGi5oaXZlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElgKD0hlYXJ0YmVhdFN0cmVhbRIfLmhpdmUudjEuSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBogLmhpdmUudjEuSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2UoATABEjYKBUxlYXZlEhUuaGl2ZS52MS5MZWF2ZVJlcXVlc3QaFi5oaXZlLnYxLkxlYXZlUmVzcG9uc2USQgoJR2V0V29ya2VyEhkuaGl2ZS52MS5HZXRXb3JrZXJSZXF1ZXN0GhouaGl2ZS52MS5HZXRXb3JrZXJSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLmhpdmUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwuaGl2ZS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEk0KDFdhdGNoV29ya2VycxIcLmhpdmUudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBodLmhpdmUudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJXChBEZXJlZ2lzdGVyV29ya2VyEiAuaGl2ZS52MS5EZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBohLmhpdmUudjEuRGVyZWdpc3RlcldvcmtlclJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5oaXZlLnYxLkxpc3RFdmVudHNSZXF1ZXN0GhsuaGl2ZS52MS5MaXN0RXZlbnRzUmVzcG9uc2USSAoLQ3JlYXRlVG9rZW4SGy5oaXZlLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLmhpdmUudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJICgtSZXZva2VUb2tlbhIbLmhpdmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhwuaGl2ZS52MS5SZXZva2VUb2tlblJlc3BvbnNlEkUKCkxpc3RUb2tlbnMSGi5oaXZlLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GhsuaGl2ZS52MS5MaXN0VG9rZW5zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
+  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMi5wQKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBARImCgdjb21wYWN0GBAgASgLMhUuaGl2ZS52MS5Db21wYWN0U3RhdHNCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMihAEKDENvbXBhY3RTdGF0cxIVCg1pbnZlbnRvcnlfc2VxGAEgASgEEhsKE2dwdV9tZW1vcnlfdXNlZF9taWIYAiADKAQSHwoXZ3B1X3V0aWxpemF0aW9uX3BlcmNlbnQYAyADKA0SHwoXZ3B1X3RlbXBlcmF0dXJlX2NlbHNpdXMYBCADKBEigAEKB0NvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIiCgR0eXBlGAIgASgOMhQuaGl2ZS52MS5Db21tYW5kVHlwZRIOCgZyZWFzb24YAyABKAkSLQoJaXNzdWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAQoRSGVhcnRiZWF0UmVzcG9uc2USDwoHYWNrX3NlcRgBIAEoBBIiCghjb21tYW5kcxgCIAMoCzIQLmhpdmUudjEuQ29tbWFuZBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJaGl2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgVzdGF0ZRgFIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSGgoSaW52ZW50b3J5X3JlcXVpcmVkGAYgASgIIkYKFkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QSLAoJaGVhcnRiZWF0GAEgASgLMhkuaGl2ZS52MS5IZWFydGJlYXRSZXF1ZXN0IkgKF0hlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlEi0KCWhlYXJ0YmVhdBgBIAEoCzIaLmhpdmUudjEuSGVhcnRiZWF0UmVzcG9uc2Ui9wQKBldvcmtlchIRCgl3b3JrZXJfaWQYASABKAkSIwoFc3RhdGUYAiABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEisKBmxhYmVscxgDIAMoCzIbLmhpdmUudjEuV29ya2VyLkxhYmVsc0VudHJ5EjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCglsYXN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAYgASgEEhIKCnNlc3Npb25faWQYByABKAkSJQoGc3RhdHVzGAggASgOMhUuaGl2ZS52MS5IZWFsdGhTdGF0dXMSFQoNc3RhdHVzX2RldGFpbBgJIAEoCRIjCgVzdGF0cxgKIAEoCzIULmhpdmUudjEuV29ya2VyU3RhdHMSMQoNcmVnaXN0ZXJlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLc3RhdGVfc2luY2UYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2dyYWNlX3VudGlsGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCg5yZXN0YXJ0X3BvbGljeRgOIAEoCzIWLmhpdmUudjEuUmVzdGFydFBvbGljeRIRCgljb25uZWN0ZWQYDyABKAgSEgoKZGVwZW5kc19vbhgQIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqYCChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEjoKBmxhYmVscxgCIAMoCzIqLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0LkxhYmVsc0VudHJ5EjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCg5yZXN0YXJ0X3BvbGljeRgEIAEoCzIWLmhpdmUudjEuUmVzdGFydFBvbGljeRIUCgxyb3RhdGVfdG9rZW4YBSABKAgSEgoKZGVwZW5kc19vbhgGIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIk8KFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USHwoGd29ya2VyGAEgASgLMg8uaGl2ZS52MS5Xb3JrZXISFAoMd29ya2VyX3Rva2VuGAIgASgJIjEKDExlYXZlUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjAKDUxlYXZlUmVzcG9uc2USHwoGd29ya2VyGAEgASgLMg8uaGl2ZS52MS5Xb3JrZXIiJQoQR2V0V29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiNAoRR2V0V29ya2VyUmVzcG9uc2USHwoGd29ya2VyGAEgASgLMg8uaGl2ZS52MS5Xb3JrZXIieQoSTGlzdFdvcmtlcnNSZXF1ZXN0EiQKBnN0YXRlcxgBIAMoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSFgoObGFiZWxfc2VsZWN0b3IYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiZAoTTGlzdFdvcmtlcnNSZXNwb25zZRIgCgd3b3JrZXJzGAEgAygLMg8uaGl2ZS52MS5Xb3JrZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiUwoTV2F0Y2hXb3JrZXJzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEhYKDmxhYmVsX3NlbGVjdG9yGAIgASgJIlgKDFdvcmtlckNoYW5nZRInCgR0eXBlGAEgASgOMhkuaGl2ZS52MS5Xb3JrZXJDaGFuZ2VUeXBlEh8KBndvcmtlchgCIAEoCzIPLmhpdmUudjEuV29ya2VyIrIBChRXYXRjaFdvcmtlcnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUuaGl2ZS52MS5Xb3JrZXJDaGFuZ2USDgoGc3luY2VkGAIgASgIEi0KCWhpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPaGl2ZV9zdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChdEZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhoKGERlcmVnaXN0ZXJXb3JrZXJSZXNwb25zZSLVAQoFRXZlbnQSEAoIZXZlbnRfaWQYASABKAMSEQoJd29ya2VyX2lkGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYBCABKAkSKAoKZnJvbV9zdGF0ZRgFIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSJgoIdG9fc3RhdGUYBiABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEg0KBWFjdG9yGAcgASgJEg4KBnJlYXNvbhgIIAEoCSJ4ChFMaXN0RXZlbnRzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5oaXZlLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLJAQoJVG9rZW5JbmZvEhAKCHRva2VuX2lkGAEgASgJEiIKBXNjb3BlGAIgASgOMhMuaGl2ZS52MS5Ub2tlblNjb3BlEhEKCXdvcmtlcl9pZBgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChJDcmVhdGVUb2tlblJlcXVlc3QSIgoFc2NvcGUYASABKA4yEy5oaXZlLnYxLlRva2VuU2NvcGUSEwoLZGVzY3JpcHRpb24YAiABKAkiRgoTQ3JlYXRlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIuaGl2ZS52MS5Ub2tlbkluZm8SDQoFdG9rZW4YAiABKAkiJgoSUmV2b2tlVG9rZW5SZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJIjcKE1Jldm9rZVRva2VuUmVzcG9uc2USIAoEaW5mbxgBIAEoCzISLmhpdmUudjEuVG9rZW5JbmZvIiwKEUxpc3RUb2tlbnNSZXF1ZXN0EhcKD2luY2x1ZGVfcmV2b2tlZBgBIAEoCCI4ChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIuaGl2ZS52MS5Ub2tlbkluZm8qgQEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAESGgoWSEVBTFRIX1NUQVRVU19ERUdSQURFRBACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMq+wEKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9QRU5ESU5HEAESGAoUV09SS0VSX1NUQVRFX0hFQUxUSFkQAhIZChVXT1JLRVJfU1RBVEVfREVHUkFERUQQAxIaChZXT1JLRVJfU1RBVEVfVU5IRUFMVEhZEAQSFgoSV09SS0VSX1NUQVRFX1NUQUxFEAUSGwoXV09SS0VSX1NUQVRFX1JFU1RBUlRJTkcQBhIXChNXT1JLRVJfU1RBVEVfRkFJTEVEEAcSFQoRV09SS0VSX1NUQVRFX0xFRlQQCCp1CgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIYChRDT01NQU5EX1RZUEVfUkVTVEFSVBABEhYKEkNPTU1BTkRfVFlQRV9EUkFJThACEhYKEkNPTU1BTkRfVFlQRV9DSEVDSxADKpQBChBXb3JrZXJDaGFuZ2VUeXBlEiIKHldPUktFUl9DSEFOR0VfVFlQRV9VTlNQRUNJRklFRBAAEhwKGFdPUktFUl9DSEFOR0VfVFlQRV9BRERFRBABEh4KGldPUktFUl9DSEFOR0VfVFlQRV9VUERBVEVEEAISHgoaV09SS0VSX0NIQU5HRV9UWVBFX1JFTU9WRUQQAyqdAQoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhUKEVRPS0VOX1NDT1BFX0FETUlOEAESFAoQVE9LRU5fU0NPUEVfSk9JThACEhYKElRPS0VOX1NDT1BFX1dPUktFUhADEhcKE1RPS0VOX1NDT1BFX01PTklUT1IQBBIUChBUT0tFTl9TQ09QRV9SRUFEEAUykgcKD1JlZ2lzdHJ5U2VydmljZRJRCg5SZWdpc3RlcldvcmtlchIeLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Gh8uaGl2ZS52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEkIKCUhlYXJ0YmVhdBIZLmhpdmUudjEuSGVhcnRiZWF0UmVxdWVzdBoaLmhpdmUudjEuSGVhcnRiZWF0UmVzcG9uc2USWAoPSGVhcnRiZWF0U3RyZWFtEh8uaGl2ZS52MS5IZWFydGJlYXRTdHJlYW1SZXF1ZXN0GiAuaGl2ZS52MS5IZWFydGJlYXRTdHJlYW1SZXNwb25zZSgBMAESNgoFTGVhdmUSFS5oaXZlLnYxLkxlYXZlUmVxdWVzdBoWLmhpdmUudjEuTGVhdmVSZXNwb25zZRJCCglHZXRXb3JrZXISGS5oaXZlLnYxLkdldFdvcmtlclJlcXVlc3QaGi5oaXZlLnYxLkdldFdvcmtlclJlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuaGl2ZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5oaXZlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USTQoMV2F0Y2hXb3JrZXJzEhwuaGl2ZS52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Gh0uaGl2ZS52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABElcKEERlcmVnaXN0ZXJXb3JrZXISIC5oaXZlLnYxLkRlcmVnaXN0ZXJXb3JrZXJSZXF1ZXN0GiEuaGl2ZS52MS5EZXJlZ2lzdGVyV29ya2VyUmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmhpdmUudjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5oaXZlLnYxLkxpc3RFdmVudHNSZXNwb25zZRJICgtDcmVhdGVUb2tlbhIbLmhpdmUudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhwuaGl2ZS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkgKC1Jldm9rZVRva2VuEhsuaGl2ZS52MS5SZXZva2VUb2tlblJlcXVlc3QaHC5oaXZlLnYxLlJldm9rZVRva2VuUmVzcG9uc2USRQoKTGlzdFRva2VucxIaLmhpdmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaGy5oaXZlLnYxLkxpc3RUb2tlbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
 
 /**
  * GpuStats is one GPU as nvidia-smi reports it.
@@ -305,6 +305,16 @@ export type HeartbeatRequest = Message<"hive.v1.HeartbeatRequest"> & {
    * @generated from field: optional double probe_latency_p99_seconds = 15;
    */
   probeLatencyP99Seconds?: number | undefined;
+
+  /**
+   * Set in the compact form: the values that change between heartbeats, for
+   * the GPUs and collectors of an inventory the hive already holds. Then
+   * `gpus` is empty and `collectors` lists only the collectors that failed
+   * or changed since the inventory. Absent in the full form.
+   *
+   * @generated from field: hive.v1.CompactStats compact = 16;
+   */
+  compact?: CompactStats | undefined;
 };
 
 /**
@@ -313,6 +323,51 @@ export type HeartbeatRequest = Message<"hive.v1.HeartbeatRequest"> & {
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
   messageDesc(file_hive_v1_registry, 5);
+
+/**
+ * CompactStats is the changing part of a heartbeat that refers to the GPU
+ * and collector inventory of an earlier full heartbeat of the same session.
+ * Each repeated field has one value per GPU of that inventory, in its order,
+ * or none (the GPUs do not report that value).
+ *
+ * @generated from message hive.v1.CompactStats
+ */
+export type CompactStats = Message<"hive.v1.CompactStats"> & {
+  /**
+   * The seq of the full heartbeat of this session that carried the inventory.
+   *
+   * @generated from field: uint64 inventory_seq = 1;
+   */
+  inventorySeq: bigint;
+
+  /**
+   * Memory in use per GPU, MiB.
+   *
+   * @generated from field: repeated uint64 gpu_memory_used_mib = 2;
+   */
+  gpuMemoryUsedMib: bigint[];
+
+  /**
+   * Utilisation per GPU, whole percent (0..100).
+   *
+   * @generated from field: repeated uint32 gpu_utilization_percent = 3;
+   */
+  gpuUtilizationPercent: number[];
+
+  /**
+   * Temperature per GPU, whole degrees Celsius.
+   *
+   * @generated from field: repeated sint32 gpu_temperature_celsius = 4;
+   */
+  gpuTemperatureCelsius: number[];
+};
+
+/**
+ * Describes the message hive.v1.CompactStats.
+ * Use `create(CompactStatsSchema)` to create a new message.
+ */
+export const CompactStatsSchema: GenMessage<CompactStats> = /*@__PURE__*/
+  messageDesc(file_hive_v1_registry, 6);
 
 /**
  * Command is an instruction from the hive to one worker's agent.
@@ -346,7 +401,7 @@ export type Command = Message<"hive.v1.Command"> & {
  * Use `create(CommandSchema)` to create a new message.
  */
 export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 6);
+  messageDesc(file_hive_v1_registry, 7);
 
 /**
  * HeartbeatResponse acknowledges one heartbeat.
@@ -382,6 +437,15 @@ export type HeartbeatResponse = Message<"hive.v1.HeartbeatResponse"> & {
    * @generated from field: hive.v1.WorkerState state = 5;
    */
   state: WorkerState;
+
+  /**
+   * Set when a compact heartbeat referred to an inventory this hive does not
+   * hold (it restarted, or the stream landed on another replica): the
+   * heartbeat counted, its GPU values did not; send the next one in full.
+   *
+   * @generated from field: bool inventory_required = 6;
+   */
+  inventoryRequired: boolean;
 };
 
 /**
@@ -389,7 +453,7 @@ export type HeartbeatResponse = Message<"hive.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 7);
+  messageDesc(file_hive_v1_registry, 8);
 
 /**
  * HeartbeatStreamRequest is one message on the agent's stream.
@@ -408,7 +472,7 @@ export type HeartbeatStreamRequest = Message<"hive.v1.HeartbeatStreamRequest"> &
  * Use `create(HeartbeatStreamRequestSchema)` to create a new message.
  */
 export const HeartbeatStreamRequestSchema: GenMessage<HeartbeatStreamRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 8);
+  messageDesc(file_hive_v1_registry, 9);
 
 /**
  * HeartbeatStreamResponse is an acknowledgement, pushed commands, or both.
@@ -427,7 +491,7 @@ export type HeartbeatStreamResponse = Message<"hive.v1.HeartbeatStreamResponse">
  * Use `create(HeartbeatStreamResponseSchema)` to create a new message.
  */
 export const HeartbeatStreamResponseSchema: GenMessage<HeartbeatStreamResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 9);
+  messageDesc(file_hive_v1_registry, 10);
 
 /**
  * Worker is one registered worker.
@@ -532,7 +596,7 @@ export type Worker = Message<"hive.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 10);
+  messageDesc(file_hive_v1_registry, 11);
 
 /**
  * RegisterWorkerRequest registers or re-registers a worker.
@@ -580,7 +644,7 @@ export type RegisterWorkerRequest = Message<"hive.v1.RegisterWorkerRequest"> & {
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 11);
+  messageDesc(file_hive_v1_registry, 12);
 
 /**
  * RegisterWorkerResponse carries the only copy of the worker token.
@@ -604,7 +668,7 @@ export type RegisterWorkerResponse = Message<"hive.v1.RegisterWorkerResponse"> &
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 12);
+  messageDesc(file_hive_v1_registry, 13);
 
 /**
  * LeaveRequest announces a clean shutdown.
@@ -628,7 +692,7 @@ export type LeaveRequest = Message<"hive.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 13);
+  messageDesc(file_hive_v1_registry, 14);
 
 /**
  * LeaveResponse is empty.
@@ -647,7 +711,7 @@ export type LeaveResponse = Message<"hive.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 14);
+  messageDesc(file_hive_v1_registry, 15);
 
 /**
  * GetWorkerRequest names one worker.
@@ -666,7 +730,7 @@ export type GetWorkerRequest = Message<"hive.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 15);
+  messageDesc(file_hive_v1_registry, 16);
 
 /**
  * GetWorkerResponse holds the worker.
@@ -685,7 +749,7 @@ export type GetWorkerResponse = Message<"hive.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 16);
+  messageDesc(file_hive_v1_registry, 17);
 
 /**
  * ListWorkersRequest filters and pages the registry.
@@ -723,7 +787,7 @@ export type ListWorkersRequest = Message<"hive.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 17);
+  messageDesc(file_hive_v1_registry, 18);
 
 /**
  * ListWorkersResponse is one page, ordered by worker_id.
@@ -752,7 +816,7 @@ export type ListWorkersResponse = Message<"hive.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 18);
+  messageDesc(file_hive_v1_registry, 19);
 
 /**
  * WatchWorkersRequest filters the watch like ListWorkers.
@@ -776,7 +840,7 @@ export type WatchWorkersRequest = Message<"hive.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 19);
+  messageDesc(file_hive_v1_registry, 20);
 
 /**
  * WorkerChange is one change to one worker.
@@ -800,7 +864,7 @@ export type WorkerChange = Message<"hive.v1.WorkerChange"> & {
  * Use `create(WorkerChangeSchema)` to create a new message.
  */
 export const WorkerChangeSchema: GenMessage<WorkerChange> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 20);
+  messageDesc(file_hive_v1_registry, 21);
 
 /**
  * WatchWorkersResponse carries changes in order; heartbeat touches of one
@@ -841,7 +905,7 @@ export type WatchWorkersResponse = Message<"hive.v1.WatchWorkersResponse"> & {
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 21);
+  messageDesc(file_hive_v1_registry, 22);
 
 /**
  * DeregisterWorkerRequest names the worker to remove.
@@ -865,7 +929,7 @@ export type DeregisterWorkerRequest = Message<"hive.v1.DeregisterWorkerRequest">
  * Use `create(DeregisterWorkerRequestSchema)` to create a new message.
  */
 export const DeregisterWorkerRequestSchema: GenMessage<DeregisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 22);
+  messageDesc(file_hive_v1_registry, 23);
 
 /**
  * DeregisterWorkerResponse is empty.
@@ -880,7 +944,7 @@ export type DeregisterWorkerResponse = Message<"hive.v1.DeregisterWorkerResponse
  * Use `create(DeregisterWorkerResponseSchema)` to create a new message.
  */
 export const DeregisterWorkerResponseSchema: GenMessage<DeregisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 23);
+  messageDesc(file_hive_v1_registry, 24);
 
 /**
  * Event is one row of the event log.
@@ -939,7 +1003,7 @@ export type Event = Message<"hive.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 24);
+  messageDesc(file_hive_v1_registry, 25);
 
 /**
  * ListEventsRequest pages the event log, newest first.
@@ -977,7 +1041,7 @@ export type ListEventsRequest = Message<"hive.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 25);
+  messageDesc(file_hive_v1_registry, 26);
 
 /**
  * ListEventsResponse is one page.
@@ -1001,7 +1065,7 @@ export type ListEventsResponse = Message<"hive.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 26);
+  messageDesc(file_hive_v1_registry, 27);
 
 /**
  * TokenInfo describes a token without its secret.
@@ -1045,7 +1109,7 @@ export type TokenInfo = Message<"hive.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 27);
+  messageDesc(file_hive_v1_registry, 28);
 
 /**
  * CreateTokenRequest asks for a join, read or monitor token.
@@ -1069,7 +1133,7 @@ export type CreateTokenRequest = Message<"hive.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 28);
+  messageDesc(file_hive_v1_registry, 29);
 
 /**
  * CreateTokenResponse carries the only copy of the secret.
@@ -1093,7 +1157,7 @@ export type CreateTokenResponse = Message<"hive.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 29);
+  messageDesc(file_hive_v1_registry, 30);
 
 /**
  * RevokeTokenRequest names the token to revoke.
@@ -1112,7 +1176,7 @@ export type RevokeTokenRequest = Message<"hive.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 30);
+  messageDesc(file_hive_v1_registry, 31);
 
 /**
  * RevokeTokenResponse is the revoked token.
@@ -1131,7 +1195,7 @@ export type RevokeTokenResponse = Message<"hive.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 31);
+  messageDesc(file_hive_v1_registry, 32);
 
 /**
  * ListTokensRequest lists tokens.
@@ -1150,7 +1214,7 @@ export type ListTokensRequest = Message<"hive.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 32);
+  messageDesc(file_hive_v1_registry, 33);
 
 /**
  * ListTokensResponse lists tokens.
@@ -1169,7 +1233,7 @@ export type ListTokensResponse = Message<"hive.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 33);
+  messageDesc(file_hive_v1_registry, 34);
 
 /**
  * HealthStatus is what a worker reports about itself.
