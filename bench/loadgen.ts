@@ -259,7 +259,8 @@ async function setup(spec: LoadSpec): Promise<SetupResult> {
           PATHS.watchWorkers,
           serializer(WatchWorkersRequestSchema),
           identity,
-          create(WatchWorkersRequestSchema, {}),
+          // As the monitor watches: liveness without the stats.
+          create(WatchWorkersRequestSchema, { omitStats: true }),
           bearer(spec.hive!.adminToken),
           {},
         );
@@ -412,7 +413,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     PATHS.watchWorkers,
     serializer(WatchWorkersRequestSchema),
     identity,
-    create(WatchWorkersRequestSchema, { states: [WorkerState.STALE] }),
+    create(WatchWorkersRequestSchema, { states: [WorkerState.STALE], omitStats: true }),
     bearer(spec.adminToken),
     {},
   );

@@ -196,6 +196,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     async *watchWorkers(req, ctx): AsyncIterable<WatchWorkersResponse> {
       const filter = watchFilter(req.states, req.labelSelector);
       const sub = registry.hub.subscribe(filter);
+      const view = { omitStats: req.omitStats };
       const startedAt = msToTimestamp(registry.startedAt);
       const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => ({
         $typeName: 'hive.v1.WatchWorkersResponse',
@@ -212,7 +213,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           const part = snapshot.slice(i, i + WATCH_BATCH);
           const last = i + WATCH_BATCH >= snapshot.length;
           yield msg(
-            part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w) })),
+            part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w, view) })),
             last,
           );
         }
@@ -221,7 +222,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           const changes = sub.take(WATCH_BATCH);
           if (changes.length === 0) continue;
           yield msg(
-            changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker) })),
+            changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker, view) })),
             false,
           );
         }

@@ -73,7 +73,7 @@ export function statsOf(w: LiveWorker): WorkerStats | undefined {
   });
 }
 
-export function toWorkerMessage(w: LiveWorker): Worker {
+export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): Worker {
   return create(WorkerSchema, {
     workerId: w.workerId,
     state: w.state,
@@ -84,7 +84,7 @@ export function toWorkerMessage(w: LiveWorker): Worker {
     sessionId: w.sessionId,
     status: w.status,
     statusDetail: w.statusDetail,
-    stats: statsOf(w),
+    stats: opts?.omitStats ? undefined : statsOf(w),
     registeredAt: msToTimestamp(w.registeredAt),
     stateSince: msToTimestamp(w.stateSince),
     graceUntil: w.graceUntil === null ? undefined : msToTimestamp(w.graceUntil),
