@@ -15,6 +15,7 @@ import {
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToTimestamp, timestampToMs } from '../lib/duration.js';
+import { AsyncQueue } from './async-queue.js';
 import { principalOf } from './auth.js';
 import { invalidArgument, notFound, permissionDenied } from './errors.js';
 import { decodePageToken, encodePageToken, pageSize } from './paging.js';
@@ -103,62 +104,53 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       return beat(principalOf(ctx), req);
     },
 
-    async *heartbeatStream(requests: AsyncIterable<HeartbeatStreamRequest>, ctx: HandlerContext): AsyncIterable<HeartbeatStreamResponse> {
-      const p = principalOf(ctx);
-      if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
-      const workerId = p.workerId;
-      registry.get(workerId);
-      // Replies to heartbeats and commands pushed unasked share one outbox.
-      const out: HeartbeatStreamResponse[] = [];
-      let wake: (() => void) | null = null;
-      let done = false;
-      let failure: unknown = null;
-      const notify = () => {
-        const w = wake;
-        wake = null;
-        w?.();
-      };
+    heartbeatStream(requests: AsyncIterable<HeartbeatStreamRequest>, ctx: HandlerContext): AsyncIterable<HeartbeatStreamResponse> {
+      // Replies to heartbeats and commands pushed unasked share one outbox,
+      // a hand-written async iterator rather than a generator: each
+      // heartbeat passes through it without a generator frame or a wake-up
+      // closure. Its close hook releases the stream, however it ends.
+      let workerId: string;
+      let p: ReturnType<typeof principalOf>;
+      try {
+        p = principalOf(ctx);
+        if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
+        workerId = p.workerId;
+        registry.get(workerId);
+      } catch (err) {
+        const refused = new AsyncQueue<HeartbeatStreamResponse>();
+        refused.fail(err);
+        return refused;
+      }
+      const onAbort = () => out.end();
+      const out = new AsyncQueue<HeartbeatStreamResponse>(undefined, () => {
+        ctx.signal.removeEventListener('abort', onAbort);
+        unlisten();
+        registry.streamClosed(workerId);
+        deps.onStream?.(-1);
+      });
       const unlisten = registry.commands.listen(workerId, () => {
         const commands = registry.commands.take(workerId);
         if (commands.length) {
           out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state, inventoryRequired: false } });
-          notify();
         }
       });
       registry.streamOpened(workerId);
       deps.onStream?.(1);
-      const reader = (async () => {
+      ctx.signal.addEventListener('abort', onAbort);
+      void (async () => {
         try {
           for await (const msg of requests) {
+            if (out.closed) break;
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
             const r = beat(p, msg.heartbeat);
-            const reply = r instanceof Promise ? await r : r;
-            out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: reply });
-            notify();
+            out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: r instanceof Promise ? await r : r });
           }
+          out.end();
         } catch (err) {
-          failure = err;
-        } finally {
-          done = true;
-          notify();
+          out.fail(err);
         }
       })();
-      try {
-        for (;;) {
-          while (out.length) yield out.shift()!;
-          if (failure) throw failure;
-          if (done || ctx.signal.aborted) break;
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            if (out.length || done || failure) notify();
-          });
-        }
-      } finally {
-        unlisten();
-        registry.streamClosed(workerId);
-        deps.onStream?.(-1);
-        await reader.catch(() => undefined);
-      }
+      return out;
     },
 
     async leave(req, ctx) {
