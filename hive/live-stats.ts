@@ -9,7 +9,10 @@ import type { LiveStats, LiveWorker } from './worker.js';
 // form: per-GPU values in inventory order and only the collectors that
 // failed or changed; it names the inventory it refers to. Both end up in one
 // structure per worker whose objects are updated in place, so the decoded
-// request is never retained and dies young.
+// request is never retained and dies young. A field is assigned only when
+// its value changed: a decoded string or bigint that replaced an equal one
+// would live until the next heartbeat, long enough to be promoted to the old
+// generation, and every heartbeat would feed the major GC.
 
 const MIB = 1024n * 1024n;
 
@@ -27,8 +30,8 @@ function liveStatsFrom(s: LiveStats): LiveStats {
 }
 
 function copyPlain(to: LiveStats, from: LiveStats): void {
-  to.memoryUsedBytes = from.memoryUsedBytes;
-  to.memoryTotalBytes = from.memoryTotalBytes;
+  if (to.memoryUsedBytes !== from.memoryUsedBytes) to.memoryUsedBytes = from.memoryUsedBytes;
+  if (to.memoryTotalBytes !== from.memoryTotalBytes) to.memoryTotalBytes = from.memoryTotalBytes;
   to.load1 = from.load1;
   to.probeLatencyP50Seconds = from.probeLatencyP50Seconds;
   to.probeLatencyP95Seconds = from.probeLatencyP95Seconds;
@@ -42,10 +45,10 @@ function copyGpus(to: GpuStats[], from: readonly GpuStats[]): void {
     const s = from[i];
     const d = (to[i] ??= { $typeName: 'hive.v1.GpuStats', index: 0, uuid: '', name: '', memoryUsedBytes: 0n, memoryTotalBytes: 0n });
     d.index = s.index;
-    d.uuid = s.uuid;
-    d.name = s.name;
-    d.memoryUsedBytes = s.memoryUsedBytes;
-    d.memoryTotalBytes = s.memoryTotalBytes;
+    if (d.uuid !== s.uuid) d.uuid = s.uuid;
+    if (d.name !== s.name) d.name = s.name;
+    if (d.memoryUsedBytes !== s.memoryUsedBytes) d.memoryUsedBytes = s.memoryUsedBytes;
+    if (d.memoryTotalBytes !== s.memoryTotalBytes) d.memoryTotalBytes = s.memoryTotalBytes;
     d.utilization = s.utilization;
     d.temperatureCelsius = s.temperatureCelsius;
   }
@@ -56,16 +59,16 @@ function copyDisks(to: DiskStats[], from: readonly DiskStats[]): void {
   for (let i = 0; i < from.length; i++) {
     const s = from[i];
     const d = (to[i] ??= { $typeName: 'hive.v1.DiskStats', path: '', freeBytes: 0n, totalBytes: 0n });
-    d.path = s.path;
-    d.freeBytes = s.freeBytes;
-    d.totalBytes = s.totalBytes;
+    if (d.path !== s.path) d.path = s.path;
+    if (d.freeBytes !== s.freeBytes) d.freeBytes = s.freeBytes;
+    if (d.totalBytes !== s.totalBytes) d.totalBytes = s.totalBytes;
   }
 }
 
 function copyCollector(d: CollectorStatus, s: CollectorStatus): void {
-  d.name = s.name;
+  if (d.name !== s.name) d.name = s.name;
   d.success = s.success;
-  d.error = s.error;
+  if (d.error !== s.error) d.error = s.error;
   d.durationSeconds = s.durationSeconds;
 }
 
@@ -122,6 +125,10 @@ function checkAgainstInventory(s: LiveStats, hb: HeartbeatRequest, c: CompactSta
  * taken.
  */
 export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
+  // The registry copies these two from the request next: hand it the
+  // strings it already holds when they are equal (see the top of the file).
+  if (hb.sessionId === w.sessionId) hb.sessionId = w.sessionId;
+  if (hb.statusDetail === w.statusDetail) hb.statusDetail = w.statusDetail;
   const c = hb.compact;
   if (!c) {
     const s = (w.lastBeat ??= emptyLiveStats());
@@ -129,7 +136,7 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
     copyGpus(s.gpus, hb.gpus);
     copyCollectors(s.collectors, hb.collectors);
     const inv = (w.inventory ??= { sessionId: '', seq: 0n });
-    inv.sessionId = hb.sessionId;
+    if (inv.sessionId !== hb.sessionId) inv.sessionId = hb.sessionId;
     inv.seq = hb.seq;
     return false;
   }
@@ -150,7 +157,8 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   const temp = c.gpuTemperatureCelsius.length > 0;
   for (let i = 0; i < s.gpus.length; i++) {
     const g = s.gpus[i];
-    g.memoryUsedBytes = c.gpuMemoryUsedMib[i] * MIB;
+    const used = c.gpuMemoryUsedMib[i] * MIB;
+    if (g.memoryUsedBytes !== used) g.memoryUsedBytes = used;
     g.utilization = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
     g.temperatureCelsius = temp ? c.gpuTemperatureCelsius[i] : undefined;
   }

@@ -1,7 +1,6 @@
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
   HealthStatus,
-  WorkerSchema,
   WorkerState,
   WorkerStatsSchema,
   type Worker,
@@ -60,7 +59,8 @@ export const REPORTED_STATE: Record<number, WorkerState> = {
 export function statsOf(w: LiveWorker): WorkerStats | undefined {
   const b = w.lastBeat;
   if (!b) return w.storedStats ?? undefined;
-  return create(WorkerStatsSchema, {
+  return {
+    $typeName: 'hive.v1.WorkerStats',
     gpus: b.gpus,
     memoryUsedBytes: b.memoryUsedBytes,
     memoryTotalBytes: b.memoryTotalBytes,
@@ -70,11 +70,18 @@ export function statsOf(w: LiveWorker): WorkerStats | undefined {
     probeLatencyP50Seconds: b.probeLatencyP50Seconds,
     probeLatencyP95Seconds: b.probeLatencyP95Seconds,
     probeLatencyP99Seconds: b.probeLatencyP99Seconds,
-  });
+  };
 }
 
+/**
+ * The worker as a message. Built as a literal (what create() returns,
+ * without its reflection): one per watched change. It shares the worker's
+ * stats objects, labels and dependencies; messages are serialised, never
+ * changed.
+ */
 export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): Worker {
-  return create(WorkerSchema, {
+  return {
+    $typeName: 'hive.v1.Worker',
     workerId: w.workerId,
     state: w.state,
     labels: w.labels,
@@ -91,7 +98,7 @@ export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): 
     restartPolicy: w.policy ?? undefined,
     connected: w.streams > 0,
     dependsOn: w.dependsOn,
-  });
+  };
 }
 
 export function fromStored(s: StoredWorker): LiveWorker {
