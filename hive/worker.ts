@@ -9,6 +9,7 @@ import {
 import { RestartPolicySchema, type RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
+import { encodeWorkerStats } from './stats-codec.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
 export interface LiveWorker {
@@ -124,7 +125,9 @@ export function fromStored(s: StoredWorker): LiveWorker {
 }
 
 export function snapshotOf(w: LiveWorker): WorkerSnapshot {
-  const stats = statsOf(w);
+  // Every flush encodes every heartbeating worker: the hand-written encoder
+  // writes the same bytes as toBinary at a fraction of the cost.
+  const stats = w.lastBeat ? encodeWorkerStats(w.lastBeat) : w.storedStats ? toBinary(WorkerStatsSchema, w.storedStats) : null;
   return {
     workerId: w.workerId,
     lastSeen: w.lastSeen ?? w.registeredAt,
@@ -132,7 +135,7 @@ export function snapshotOf(w: LiveWorker): WorkerSnapshot {
     sessionId: w.sessionId,
     status: w.status,
     statusDetail: w.statusDetail,
-    stats: stats ? toBinary(WorkerStatsSchema, stats) : null,
+    stats,
   };
 }
 
