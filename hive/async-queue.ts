@@ -7,6 +7,14 @@
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
 
+/** A synchronous consumer (see AsyncQueue.consume). */
+export interface QueueSink<T> {
+  /** Takes one item; false stops the delivery until resume() is called. */
+  item(value: T): boolean;
+  end(): void;
+  fail(err: unknown): void;
+}
+
 export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   private readonly items: T[] = [];
   private head = 0;
@@ -15,6 +23,9 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   private ended = false;
   private failed = false;
   private failure: unknown = undefined;
+  private sink: QueueSink<T> | null = null;
+  private suspended = false;
+  private delivering = false;
 
   /**
    * @param onTake called after each take with how many items are still queued (flow control).
@@ -41,6 +52,20 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
 
   push(item: T): void {
     if (this.ended || this.failed) return;
+    const sink = this.sink;
+    if (sink) {
+      if (!this.suspended && !this.delivering && this.head === this.items.length) {
+        this.delivering = true;
+        if (!sink.item(item)) this.suspended = true;
+        this.delivering = false;
+        // What the sink caused meanwhile (more items, the end) goes out now.
+        if (!this.suspended) this.deliver();
+      } else {
+        this.items.push(item);
+        this.deliver();
+      }
+      return;
+    }
     const resolve = this.resolve;
     if (resolve) {
       this.resolve = this.reject = null;
@@ -54,6 +79,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   end(): void {
     if (this.ended || this.failed) return;
     this.ended = true;
+    if (this.sink) return this.deliver();
     const resolve = this.resolve;
     if (resolve) {
       this.resolve = this.reject = null;
@@ -67,6 +93,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     if (this.ended || this.failed) return;
     this.failed = true;
     this.failure = err;
+    if (this.sink) return this.deliver();
     const reject = this.reject;
     if (reject) {
       // Handed over now: the consumer sees the failure once, then the end.
@@ -108,7 +135,59 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     });
   }
 
+  /**
+   * Hands the items to `sink` synchronously as they come, instead of through
+   * next(): no promise and no microtask per item. Returns resume(), for a
+   * sink that stopped the delivery by returning false.
+   */
+  consume(sink: QueueSink<T>): () => void {
+    this.sink = sink;
+    this.deliver();
+    return () => {
+      this.suspended = false;
+      this.deliver();
+    };
+  }
+
+  private deliver(): void {
+    const sink = this.sink;
+    if (!sink || this.suspended || this.delivering) return;
+    this.delivering = true;
+    try {
+      while (this.head < this.items.length) {
+        const value = this.items[this.head];
+        this.items[this.head++] = undefined as T;
+        if (this.head === this.items.length) {
+          this.items.length = 0;
+          this.head = 0;
+        }
+        this.onTake?.(this.size);
+        if (!sink.item(value)) {
+          this.suspended = true;
+          return;
+        }
+        if (this.sink !== sink) return;
+      }
+      if (this.failed) {
+        const err = this.failure;
+        this.failure = undefined;
+        this.failed = false;
+        this.ended = true;
+        this.sink = null;
+        this.closeOnce();
+        sink.fail(err);
+      } else if (this.ended) {
+        this.sink = null;
+        this.closeOnce();
+        sink.end();
+      }
+    } finally {
+      this.delivering = false;
+    }
+  }
+
   return(): Promise<IteratorResult<T>> {
+    this.sink = null;
     this.ended = true;
     this.items.length = 0;
     this.head = 0;

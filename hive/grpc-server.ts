@@ -108,10 +108,45 @@ function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown> | grpc.S
 }
 
 async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal) {
+  if (out instanceof AsyncQueue) return writeQueue(call, out, signal);
   for await (const msg of out) {
     if (signal.aborted) break;
     if (!call.write(msg)) await drainOrAbort(call, signal);
   }
+}
+
+/** writeAll for a handler that answers with an AsyncQueue: each reply is written as it is pushed, with no promise per message. */
+function writeQueue(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncQueue<unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let resume: () => void = () => {};
+    const stop = () => {
+      signal.removeEventListener('abort', onAbort);
+      call.off('drain', onDrain);
+    };
+    const onAbort = () => {
+      stop();
+      void out.return();
+      resolve();
+    };
+    const onDrain = () => resume();
+    signal.addEventListener('abort', onAbort);
+    if (signal.aborted) return onAbort();
+    resume = out.consume({
+      item(msg) {
+        if (call.write(msg)) return true;
+        call.once('drain', onDrain);
+        return false;
+      },
+      end() {
+        stop();
+        resolve();
+      },
+      fail(err) {
+        stop();
+        reject(err);
+      },
+    });
+  });
 }
 
 export function addService<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, opts: GrpcAdapterOptions): void {

@@ -7,6 +7,7 @@ import {
   TokenScope,
   WorkerChangeType,
   type HeartbeatRequest,
+  type HeartbeatResponse,
   type HeartbeatStreamRequest,
   type HeartbeatStreamResponse,
   type WatchWorkersResponse,
@@ -137,13 +138,48 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       registry.streamOpened(workerId);
       deps.onStream?.(1);
       ctx.signal.addEventListener('abort', onAbort);
+      const reply = (heartbeat: HeartbeatResponse): HeartbeatStreamResponse => ({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat });
+      if (requests instanceof AsyncQueue) {
+        // The grpc-js port: heartbeats are handled as they arrive. One that
+        // changes the worker's state waits for its durable write; the ones
+        // behind it wait in the request queue, so replies stay in order.
+        const queue = requests as AsyncQueue<HeartbeatStreamRequest>;
+        let resume: () => void = () => {};
+        resume = queue.consume({
+          item(msg) {
+            if (out.closed) return true;
+            try {
+              if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
+              const r = beat(p, msg.heartbeat);
+              if (!(r instanceof Promise)) {
+                out.push(reply(r));
+                return true;
+              }
+              r.then(
+                (v) => {
+                  out.push(reply(v));
+                  resume();
+                },
+                (err) => out.fail(err),
+              );
+              return false;
+            } catch (err) {
+              out.fail(err);
+              return true;
+            }
+          },
+          end: () => out.end(),
+          fail: (err) => out.fail(err),
+        });
+        return out;
+      }
       void (async () => {
         try {
           for await (const msg of requests) {
             if (out.closed) break;
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
             const r = beat(p, msg.heartbeat);
-            out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: r instanceof Promise ? await r : r });
+            out.push(reply(r instanceof Promise ? await r : r));
           }
           out.end();
         } catch (err) {
