@@ -3,6 +3,7 @@ import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMet
 import { Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';
+import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
 
 // Serves connect-style service implementations (the same objects that
 // connect-node serves) on @grpc/grpc-js, whose HTTP/2 server costs a
@@ -19,12 +20,21 @@ class Undecodable {
   constructor(readonly reason: string) {}
 }
 
+/** Hand-written encoders of the per-heartbeat replies (same bytes as toBinary); null falls back to toBinary. */
+const FAST: Record<string, (msg: never) => Buffer | null> = {
+  'hive.v1.HeartbeatStreamResponse': encodeHeartbeatStreamResponse,
+  'hive.v1.HeartbeatResponse': encodeHeartbeatResponse,
+};
+
 function serializer(schema: DescMessage) {
-  return (msg: unknown): Buffer => {
+  const slow = (msg: unknown): Buffer => {
     const m = isMessage(msg, schema) ? msg : create(schema, msg as never);
     const bytes = toBinary(schema, m);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
+  const fast = FAST[schema.typeName];
+  if (!fast) return slow;
+  return (msg: unknown): Buffer => (isMessage(msg, schema) ? fast(msg as never) : null) ?? slow(msg);
 }
 
 function deserializer(schema: DescMessage, max: number) {

@@ -15,6 +15,9 @@ import type { LiveStats, LiveWorker } from './worker.js';
 // generation, and every heartbeat would feed the major GC.
 
 const MIB = 1024n * 1024n;
+const MIB_NUM = 1024 * 1024;
+const MAX_EXACT_MIB = 2n ** 33n;
+const MAX_EXACT_BYTES = 2n ** 53n;
 
 export function emptyLiveStats(): LiveStats {
   return { gpus: [], memoryUsedBytes: 0n, memoryTotalBytes: 0n, disks: [], load1: 0, collectors: [] };
@@ -110,7 +113,10 @@ function checkAgainstInventory(s: LiveStats, hb: HeartbeatRequest, c: CompactSta
   if (c.gpuMemoryUsedMib.length !== n) throw invalidArgument(`compact.gpu_memory_used_mib has ${c.gpuMemoryUsedMib.length} values; the inventory has ${n} gpus`);
   for (let i = 0; i < n; i++) {
     const total = s.gpus[i].memoryTotalBytes;
-    if (total !== 0n && c.gpuMemoryUsedMib[i] * MIB > total) throw invalidArgument(`gpu ${s.gpus[i].index}: memory used exceeds memory_total_bytes`);
+    const mib = c.gpuMemoryUsedMib[i];
+    // In doubles while exact (below 2^33 MiB), so the check allocates no bigint.
+    const over = mib < MAX_EXACT_MIB && total <= MAX_EXACT_BYTES ? Number(mib) * MIB_NUM > Number(total) : mib * MIB > total;
+    if (total !== 0n && over) throw invalidArgument(`gpu ${s.gpus[i].index}: memory used exceeds memory_total_bytes`);
   }
   for (let i = 0; i < hb.collectors.length; i++)
     if (indexOfCollector(s.collectors, hb.collectors[i].name) < 0) throw invalidArgument(`collector "${hb.collectors[i].name}" is not in the inventory; send a full heartbeat`);
@@ -157,8 +163,9 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   const temp = c.gpuTemperatureCelsius.length > 0;
   for (let i = 0; i < s.gpus.length; i++) {
     const g = s.gpus[i];
-    const used = c.gpuMemoryUsedMib[i] * MIB;
-    if (g.memoryUsedBytes !== used) g.memoryUsedBytes = used;
+    const mib = c.gpuMemoryUsedMib[i];
+    const same = mib < MAX_EXACT_MIB && g.memoryUsedBytes <= MAX_EXACT_BYTES ? Number(mib) * MIB_NUM === Number(g.memoryUsedBytes) : mib * MIB === g.memoryUsedBytes;
+    if (!same) g.memoryUsedBytes = mib * MIB;
     g.utilization = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
     g.temperatureCelsius = temp ? c.gpuTemperatureCelsius[i] : undefined;
   }
