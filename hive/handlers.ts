@@ -138,6 +138,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       registry.streamOpened(workerId);
       deps.onStream?.(1);
       ctx.signal.addEventListener('abort', onAbort);
+      if (ctx.signal.aborted) out.end();
       const reply = (heartbeat: HeartbeatResponse): HeartbeatStreamResponse => ({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat });
       if (requests instanceof AsyncQueue) {
         // The grpc-js port: heartbeats are handled as they arrive. One that
