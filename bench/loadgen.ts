@@ -14,7 +14,7 @@ import {
 import { fleetMembers, type DerivedFleet } from './lib/fleet.js';
 import type { Command, FirstBeatResult, FleetResult, FleetSpec, LoadSpec, MeasureResult, OnceResult, Reply, Request, SetupResult, StaleMark } from './lib/ipc.js';
 import { percentile, Reservoir } from './lib/stats.js';
-import { ackSeqOfStream, bearer, clients, HeartbeatFrames, identity, minimalHeartbeat, PATHS, pool, realisticHeartbeat, serializer, unary } from './lib/wire.js';
+import { ackSeqOfStream, bearer, clients, framesFor, HeartbeatFrames, identity, PATHS, pool, realisticHeartbeat, serializer, unary } from './lib/wire.js';
 
 // The load generator: its own process, so the servers' CPU accounting holds
 // only the servers. Started by bench/main.ts with an IPC channel; every
@@ -203,12 +203,12 @@ async function setup(spec: LoadSpec): Promise<SetupResult> {
     if (members.length < spec.concurrency) throw new Error(`${members.length} workers for ${spec.concurrency} lanes`);
     for (let i = 0; i < spec.concurrency; i++) {
       const m = members[i];
-      const frames = new HeartbeatFrames(spec.payload === 'minimal' ? minimalHeartbeat(m.workerId, sessionId()) : realisticHeartbeat(m.workerId, sessionId(), m.index));
+      const frames = framesFor(spec.payload, m.workerId, sessionId(), m.index);
       const md = bearer(m.token);
       const client = conns[i % conns.length];
       if (i === 0) {
-        result.heartbeatBytes = frames.unary(1).length;
-        result.streamFrameBytes = frames.stream(1).length;
+        result.heartbeatBytes = frames.unary(2).length;
+        result.streamFrameBytes = frames.stream(2).length;
       }
       if (spec.mode === 'stream') {
         const call = client.makeBidiStreamRequest(PATHS.heartbeatStream, identity, identity, md, {});
@@ -259,7 +259,8 @@ async function setup(spec: LoadSpec): Promise<SetupResult> {
           PATHS.watchWorkers,
           serializer(WatchWorkersRequestSchema),
           identity,
-          create(WatchWorkersRequestSchema, {}),
+          // As the monitor watches: liveness without the stats.
+          create(WatchWorkersRequestSchema, { omitStats: true }),
           bearer(spec.hive!.adminToken),
           {},
         );
@@ -412,7 +413,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     PATHS.watchWorkers,
     serializer(WatchWorkersRequestSchema),
     identity,
-    create(WatchWorkersRequestSchema, { states: [WorkerState.STALE] }),
+    create(WatchWorkersRequestSchema, { states: [WorkerState.STALE], omitStats: true }),
     bearer(spec.adminToken),
     {},
   );
@@ -430,7 +431,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   });
 
   members.forEach((m, k) => {
-    const frames = new HeartbeatFrames(realisticHeartbeat(m.workerId, sessionId(), m.index));
+    const frames = framesFor('agent', m.workerId, sessionId(), m.index);
     const call = conns[k % conns.length].makeBidiStreamRequest(PATHS.heartbeatStream, identity, identity, bearer(m.token), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
     calls.push(call);
     call.on('data', () => void beats++);

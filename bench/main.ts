@@ -54,7 +54,9 @@ const USAGE = `usage: npm run bench -- [options]
   --database-url URL    PostgreSQL for the hives (default ${DEFAULT_DATABASE_URL}, or BENCH_DATABASE_URL)
   --fleet-size N        registered workers of the memory / cold-start scenario (default 100000)
   --agent-window DUR    agent CPU window (default 30s, quick 10s)
-  --detection-workers N workers of the detection-lag fleet (default 10000)`;
+  --detection-workers N workers of the detection-lag fleet (default 10000)
+  --payload agent|full  heartbeats of the stream and unary loads: as the agent sends them (default:
+                        full form first, compact after) or the full form every time`;
 
 function parseOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -78,6 +80,7 @@ function parseOptions(argv: string[]): BenchOptions {
       'fleet-size': { type: 'string' },
       'agent-window': { type: 'string' },
       'detection-workers': { type: 'string' },
+      payload: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -105,6 +108,8 @@ function parseOptions(argv: string[]): BenchOptions {
   const quick = values.quick!;
   const only = values.only?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) ?? null;
   for (const name of only ?? []) if (!SCENARIOS.some((s) => s.name === name)) problems.push(`--only: no scenario "${name}"`);
+  const payload = values.payload ?? 'agent';
+  if (payload !== 'agent' && payload !== 'full') problems.push('--payload must be agent or full');
   const threshold = values['idle-threshold'] === undefined ? 0.2 : Number(values['idle-threshold']);
   if (!(threshold > 0 && threshold <= 1)) problems.push('--idle-threshold must be in (0, 1]');
   const opts: BenchOptions = {
@@ -126,6 +131,7 @@ function parseOptions(argv: string[]): BenchOptions {
     fleetSize: int('fleet-size', values['fleet-size'], 100_000, 2000),
     agentWindowMs: dur('agent-window', values['agent-window'], quick ? 10_000 : 30_000),
     detectionWorkers: int('detection-workers', values['detection-workers'], 10_000, 100),
+    payload: payload as 'agent' | 'full',
   };
   if (problems.length) {
     process.stderr.write(`bench: ${problems.join('; ')}\n${USAGE}\n`);

@@ -1,8 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
-import { once } from 'node:events';
 import type { Logger } from '../lib/logger.js';
+import { AsyncQueue } from './async-queue.js';
+import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
 
 // Serves connect-style service implementations (the same objects that
 // connect-node serves) on @grpc/grpc-js, whose HTTP/2 server costs a
@@ -19,12 +20,21 @@ class Undecodable {
   constructor(readonly reason: string) {}
 }
 
+/** Hand-written encoders of the per-heartbeat replies (same bytes as toBinary); null falls back to toBinary. */
+const FAST: Record<string, (msg: never) => Buffer | null> = {
+  'hive.v1.HeartbeatStreamResponse': encodeHeartbeatStreamResponse,
+  'hive.v1.HeartbeatResponse': encodeHeartbeatResponse,
+};
+
 function serializer(schema: DescMessage) {
-  return (msg: unknown): Buffer => {
+  const slow = (msg: unknown): Buffer => {
     const m = isMessage(msg, schema) ? msg : create(schema, msg as never);
     const bytes = toBinary(schema, m);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
+  const fast = FAST[schema.typeName];
+  if (!fast) return slow;
+  return (msg: unknown): Buffer => (isMessage(msg, schema) ? fast(msg as never) : null) ?? slow(msg);
 }
 
 function deserializer(schema: DescMessage, max: number) {
@@ -75,54 +85,78 @@ function statusOf(err: unknown, log: Logger, path: string): Partial<grpc.StatusO
 /**
  * The request stream as an async iterable, fed by 'data'/'end' events
  * (grpc-js's own async iterator does not finish on the client's half-close).
+ * A message that does not decode ends the stream with InvalidArgument once
+ * the messages before it were read.
  */
 function decodedStream<T>(call: grpc.ServerReadableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): AsyncIterable<T> {
-  const queue: unknown[] = [];
-  let ended = false;
-  let failure: unknown = null;
-  let wake: (() => void) | null = null;
-  const notify = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  call.on('data', (msg: unknown) => {
-    queue.push(msg);
-    if (queue.length >= 64) call.pause();
-    notify();
+  const queue = new AsyncQueue<T>((queued) => {
+    if (queued < 16 && call.isPaused()) call.resume();
   });
-  const finish = () => {
-    ended = true;
-    notify();
-  };
+  call.on('data', (msg: unknown) => {
+    if (msg instanceof Undecodable) queue.fail(new ConnectError(msg.reason, Code.InvalidArgument));
+    else queue.push(msg as T);
+    if (queue.size >= 64) call.pause();
+  });
+  const finish = () => queue.end();
   call.on('end', finish);
   call.on('cancelled', finish);
-  call.on('error', (err: unknown) => {
-    failure = err;
-    notify();
+  call.on('error', (err: unknown) => queue.fail(err));
+  return queue;
+}
+
+/** Resolves on the call's next 'drain' or the signal's abort, and leaves no listener behind. */
+function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.on('drain', done);
+    signal.addEventListener('abort', done);
   });
-  return {
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        if (queue.length > 0) {
-          const msg = queue.shift();
-          if (queue.length < 16 && call.isPaused()) call.resume();
-          yield checked<T>(msg);
-          continue;
-        }
-        if (failure) throw failure;
-        if (ended || call.cancelled) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-    },
-  };
 }
 
 async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal) {
+  if (out instanceof AsyncQueue) return writeQueue(call, out, signal);
   for await (const msg of out) {
     if (signal.aborted) break;
-    if (!call.write(msg)) await Promise.race([once(call, 'drain'), once(signal, 'abort')]);
+    if (!call.write(msg)) await drainOrAbort(call, signal);
   }
+}
+
+/** writeAll for a handler that answers with an AsyncQueue: each reply is written as it is pushed, with no promise per message. */
+function writeQueue(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncQueue<unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let resume: () => void = () => {};
+    const stop = () => {
+      signal.removeEventListener('abort', onAbort);
+      call.off('drain', onDrain);
+    };
+    const onAbort = () => {
+      stop();
+      void out.return();
+      resolve();
+    };
+    const onDrain = () => resume();
+    signal.addEventListener('abort', onAbort);
+    if (signal.aborted) return onAbort();
+    resume = out.consume({
+      item(msg) {
+        if (call.write(msg)) return true;
+        call.once('drain', onDrain);
+        return false;
+      },
+      end() {
+        stop();
+        resolve();
+      },
+      fail(err) {
+        stop();
+        reject(err);
+      },
+    });
+  });
 }
 
 export function addService<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, opts: GrpcAdapterOptions): void {

@@ -7,6 +7,7 @@ import {
   TokenScope,
   WorkerChangeType,
   type HeartbeatRequest,
+  type HeartbeatResponse,
   type HeartbeatStreamRequest,
   type HeartbeatStreamResponse,
   type WatchWorkersResponse,
@@ -15,6 +16,7 @@ import {
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToTimestamp, timestampToMs } from '../lib/duration.js';
+import { AsyncQueue } from './async-queue.js';
 import { principalOf } from './auth.js';
 import { invalidArgument, notFound, permissionDenied } from './errors.js';
 import { decodePageToken, encodePageToken, pageSize } from './paging.js';
@@ -107,62 +109,89 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       return beat(principalOf(ctx), req);
     },
 
-    async *heartbeatStream(requests: AsyncIterable<HeartbeatStreamRequest>, ctx: HandlerContext): AsyncIterable<HeartbeatStreamResponse> {
-      const p = principalOf(ctx);
-      if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
-      const workerId = p.workerId;
-      registry.get(workerId);
-      // Replies to heartbeats and commands pushed unasked share one outbox.
-      const out: HeartbeatStreamResponse[] = [];
-      let wake: (() => void) | null = null;
-      let done = false;
-      let failure: unknown = null;
-      const notify = () => {
-        const w = wake;
-        wake = null;
-        w?.();
-      };
+    heartbeatStream(requests: AsyncIterable<HeartbeatStreamRequest>, ctx: HandlerContext): AsyncIterable<HeartbeatStreamResponse> {
+      // Replies to heartbeats and commands pushed unasked share one outbox,
+      // a hand-written async iterator rather than a generator: each
+      // heartbeat passes through it without a generator frame or a wake-up
+      // closure. Its close hook releases the stream, however it ends.
+      let workerId: string;
+      let p: ReturnType<typeof principalOf>;
+      try {
+        p = principalOf(ctx);
+        if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
+        workerId = p.workerId;
+        registry.get(workerId);
+      } catch (err) {
+        const refused = new AsyncQueue<HeartbeatStreamResponse>();
+        refused.fail(err);
+        return refused;
+      }
+      const onAbort = () => out.end();
+      const out = new AsyncQueue<HeartbeatStreamResponse>(undefined, () => {
+        ctx.signal.removeEventListener('abort', onAbort);
+        unlisten();
+        registry.streamClosed(workerId);
+        deps.onStream?.(-1);
+      });
       const unlisten = registry.commands.listen(workerId, () => {
         const commands = registry.commands.take(workerId);
         if (commands.length) {
-          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state } });
-          notify();
+          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state, inventoryRequired: false } });
         }
       });
       registry.streamOpened(workerId);
       deps.onStream?.(1);
-      const reader = (async () => {
+      ctx.signal.addEventListener('abort', onAbort);
+      if (ctx.signal.aborted) out.end();
+      const reply = (heartbeat: HeartbeatResponse): HeartbeatStreamResponse => ({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat });
+      if (requests instanceof AsyncQueue) {
+        // The grpc-js port: heartbeats are handled as they arrive. One that
+        // changes the worker's state waits for its durable write; the ones
+        // behind it wait in the request queue, so replies stay in order.
+        const queue = requests as AsyncQueue<HeartbeatStreamRequest>;
+        let resume: () => void = () => {};
+        resume = queue.consume({
+          item(msg) {
+            if (out.closed) return true;
+            try {
+              if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
+              const r = beat(p, msg.heartbeat);
+              if (!(r instanceof Promise)) {
+                out.push(reply(r));
+                return true;
+              }
+              r.then(
+                (v) => {
+                  out.push(reply(v));
+                  resume();
+                },
+                (err) => out.fail(err),
+              );
+              return false;
+            } catch (err) {
+              out.fail(err);
+              return true;
+            }
+          },
+          end: () => out.end(),
+          fail: (err) => out.fail(err),
+        });
+        return out;
+      }
+      void (async () => {
         try {
           for await (const msg of requests) {
+            if (out.closed) break;
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
             const r = beat(p, msg.heartbeat);
-            const reply = r instanceof Promise ? await r : r;
-            out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: reply });
-            notify();
+            out.push(reply(r instanceof Promise ? await r : r));
           }
+          out.end();
         } catch (err) {
-          failure = err;
-        } finally {
-          done = true;
-          notify();
+          out.fail(err);
         }
       })();
-      try {
-        for (;;) {
-          while (out.length) yield out.shift()!;
-          if (failure) throw failure;
-          if (done || ctx.signal.aborted) break;
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            if (out.length || done || failure) notify();
-          });
-        }
-      } finally {
-        unlisten();
-        registry.streamClosed(workerId);
-        deps.onStream?.(-1);
-        await reader.catch(() => undefined);
-      }
+      return out;
     },
 
     async leave(req, ctx) {
@@ -200,6 +229,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     async *watchWorkers(req, ctx): AsyncIterable<WatchWorkersResponse> {
       const filter = watchFilter(req.states, req.labelSelector);
       const sub = registry.hub.subscribe(filter);
+      const view = { omitStats: req.omitStats };
       const startedAt = msToTimestamp(registry.startedAt);
       const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => ({
         $typeName: 'hive.v1.WatchWorkersResponse',
@@ -216,7 +246,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           const part = snapshot.slice(i, i + WATCH_BATCH);
           const last = i + WATCH_BATCH >= snapshot.length;
           yield msg(
-            part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w) })),
+            part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w, view) })),
             last,
           );
         }
@@ -225,7 +255,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           const changes = sub.take(WATCH_BATCH);
           if (changes.length === 0) continue;
           yield msg(
-            changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker) })),
+            changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker, view) })),
             false,
           );
         }

@@ -20,6 +20,7 @@ import { validateHeartbeat, validateRegister } from './validate.js';
 import { WatchHub } from './watch-hub.js';
 import { fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
+import { mergeStats } from './live-stats.js';
 import { validatePolicy } from './policy.js';
 import { checkNoCycle } from './dependencies.js';
 
@@ -286,6 +287,7 @@ export async function createRegistry(deps: RegistryDeps) {
       const steady = from === reported || (from === WorkerState.RESTARTING && !isHealthyReport(reported));
       // Refused before anything changes when the change could not be kept.
       if (!steady && writeBehind.outboxFull()) throw unavailable('the registry database is unavailable and the outbox is full');
+      const inventoryRequired = mergeStats(w, hb);
       const now = clock.now();
       if (hb.sessionId !== w.sessionId && w.sessionId !== '') rememberSession(w);
       w.lastSeen = now;
@@ -293,7 +295,6 @@ export async function createRegistry(deps: RegistryDeps) {
       w.sessionId = hb.sessionId;
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
-      w.lastBeat = hb;
       if (hb.commandResults.length > 0) recordCommandResults(w, hb);
       const queued = commands.take(w.workerId);
       const reply: HeartbeatResponse = {
@@ -302,6 +303,7 @@ export async function createRegistry(deps: RegistryDeps) {
         commands: queued,
         hiveTime: msToTimestamp(now),
         state: steady && from === WorkerState.RESTARTING ? from : reported,
+        inventoryRequired,
       };
       // The interval rides along once per session, and again after it changed.
       if (w.intervalToldSession !== hb.sessionId) {

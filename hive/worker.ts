@@ -1,16 +1,15 @@
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
   HealthStatus,
-  WorkerSchema,
   WorkerState,
   WorkerStatsSchema,
-  type HeartbeatRequest,
   type Worker,
   type WorkerStats,
 } from '../gen/hive/v1/registry_pb.js';
 import { RestartPolicySchema, type RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
+import { encodeWorkerStats } from './stats-codec.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
 export interface LiveWorker {
@@ -25,8 +24,11 @@ export interface LiveWorker {
   sessionId: string;
   status: HealthStatus;
   statusDetail: string;
-  /** The last heartbeat's stats, kept as the request that carried them. */
-  lastBeat: HeartbeatRequest | null;
+  /**
+   * The last heartbeat's stats, merged into objects the hive owns and
+   * updates in place (hive/live-stats.ts): no decoded request is retained.
+   */
+  lastBeat: LiveStats | null;
   /** Stats loaded from the store before the first heartbeat of this run. */
   storedStats: WorkerStats | null;
   policy: RestartPolicy | null;
@@ -42,7 +44,15 @@ export interface LiveWorker {
   pastSessions?: string[];
   /** The session last told the heartbeat interval in a reply. */
   intervalToldSession?: string;
+  /** The full heartbeat whose GPUs and collectors compact heartbeats refer to. */
+  inventory?: { sessionId: string; seq: bigint };
 }
+
+/** The resource part of a heartbeat, as the hive keeps it (the fields of WorkerStats). */
+export type LiveStats = Pick<
+  WorkerStats,
+  'gpus' | 'memoryUsedBytes' | 'memoryTotalBytes' | 'disks' | 'load1' | 'collectors' | 'probeLatencyP50Seconds' | 'probeLatencyP95Seconds' | 'probeLatencyP99Seconds'
+>;
 
 export const REPORTED_STATE: Record<number, WorkerState> = {
   [HealthStatus.UNSPECIFIED]: WorkerState.HEALTHY,
@@ -54,7 +64,8 @@ export const REPORTED_STATE: Record<number, WorkerState> = {
 export function statsOf(w: LiveWorker): WorkerStats | undefined {
   const b = w.lastBeat;
   if (!b) return w.storedStats ?? undefined;
-  return create(WorkerStatsSchema, {
+  return {
+    $typeName: 'hive.v1.WorkerStats',
     gpus: b.gpus,
     memoryUsedBytes: b.memoryUsedBytes,
     memoryTotalBytes: b.memoryTotalBytes,
@@ -64,11 +75,18 @@ export function statsOf(w: LiveWorker): WorkerStats | undefined {
     probeLatencyP50Seconds: b.probeLatencyP50Seconds,
     probeLatencyP95Seconds: b.probeLatencyP95Seconds,
     probeLatencyP99Seconds: b.probeLatencyP99Seconds,
-  });
+  };
 }
 
-export function toWorkerMessage(w: LiveWorker): Worker {
-  return create(WorkerSchema, {
+/**
+ * The worker as a message. Built as a literal (what create() returns,
+ * without its reflection): one per watched change. It shares the worker's
+ * stats objects, labels and dependencies; messages are serialised, never
+ * changed.
+ */
+export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): Worker {
+  return {
+    $typeName: 'hive.v1.Worker',
     workerId: w.workerId,
     state: w.state,
     labels: w.labels,
@@ -78,7 +96,7 @@ export function toWorkerMessage(w: LiveWorker): Worker {
     sessionId: w.sessionId,
     status: w.status,
     statusDetail: w.statusDetail,
-    stats: statsOf(w),
+    stats: opts?.omitStats ? undefined : statsOf(w),
     registeredAt: msToTimestamp(w.registeredAt),
     stateSince: msToTimestamp(w.stateSince),
     graceUntil: w.graceUntil === null ? undefined : msToTimestamp(w.graceUntil),
@@ -87,7 +105,7 @@ export function toWorkerMessage(w: LiveWorker): Worker {
     dependsOn: w.dependsOn,
     dependsOnSelector: w.dependsOnSelector ?? '',
     blockedBy: w.blockedBy ?? [],
-  });
+  };
 }
 
 export function fromStored(s: StoredWorker): LiveWorker {
@@ -114,7 +132,9 @@ export function fromStored(s: StoredWorker): LiveWorker {
 }
 
 export function snapshotOf(w: LiveWorker): WorkerSnapshot {
-  const stats = statsOf(w);
+  // Every flush encodes every heartbeating worker: the hand-written encoder
+  // writes the same bytes as toBinary at a fraction of the cost.
+  const stats = w.lastBeat ? encodeWorkerStats(w.lastBeat) : w.storedStats ? toBinary(WorkerStatsSchema, w.storedStats) : null;
   return {
     workerId: w.workerId,
     lastSeen: w.lastSeen ?? w.registeredAt,
@@ -122,7 +142,7 @@ export function snapshotOf(w: LiveWorker): WorkerSnapshot {
     sessionId: w.sessionId,
     status: w.status,
     statusDetail: w.statusDetail,
-    stats: stats ? toBinary(WorkerStatsSchema, stats) : null,
+    stats,
   };
 }
 

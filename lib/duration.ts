@@ -1,6 +1,4 @@
-import type { Duration } from '@bufbuild/protobuf/wkt';
-import { create } from '@bufbuild/protobuf';
-import { DurationSchema, TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type { Duration, Timestamp } from '@bufbuild/protobuf/wkt';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -33,12 +31,13 @@ export function durationToMs(d: Duration | undefined): number | undefined {
 
 export function msToDuration(ms: number): Duration {
   const seconds = Math.floor(ms / 1000);
-  return create(DurationSchema, { seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1e6 });
+  // A literal is what create() returns, without its reflection (per heartbeat and per watched change).
+  return { $typeName: 'google.protobuf.Duration', seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1e6 };
 }
 
 export function msToTimestamp(ms: number): Timestamp {
   const seconds = Math.floor(ms / 1000);
-  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
+  return { $typeName: 'google.protobuf.Timestamp', seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
 export function timestampToMs(t: Timestamp | undefined): number | undefined {

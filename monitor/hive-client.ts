@@ -50,7 +50,9 @@ export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs
 
   return {
     watch(signal, labelSelector = '') {
-      return registry.watchWorkers({ labelSelector }, { headers, signal });
+      // The monitor reads liveness only (state, last_seen, seq, session, interval,
+      // labels, policy): the stats of every heartbeat would be wasted bytes.
+      return registry.watchWorkers({ labelSelector, omitStats: true }, { headers, signal });
     },
     async markStale(ref, reason) {
       const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken }, call);

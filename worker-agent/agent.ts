@@ -1,5 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { randomBytes } from 'node:crypto';
 import {
   CheckReportSchema,
@@ -7,6 +7,7 @@ import {
   CommandType,
   HeartbeatRequestSchema,
   type CheckReport,
+  HeartbeatStreamRequestSchema,
   type Command,
   type CommandResult,
   type HeartbeatStreamRequest,
@@ -17,6 +18,7 @@ import { fullJitterBackoffMs } from '../lib/backoff.js';
 import { durationToMs, msToDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
 import type { CheckOutcome } from './check.js';
+import { createHeartbeatEncoder } from './compact.js';
 import type { RegistryClient } from './hive-client.js';
 import { readTokenFile, writeTokenFile } from './token-file.js';
 import { boundText } from './wire-text.js';
@@ -56,6 +58,8 @@ export interface AgentDeps {
     failed?: (reason: string) => void;
     reconnect?: () => void;
     acked?: () => void;
+    /** The encoded size of each heartbeat sent (the HeartbeatStreamRequest), by form. */
+    encoded?: (form: 'full' | 'compact', bytes: number) => void;
   };
 }
 
@@ -87,6 +91,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let wakeCtl = new AbortController();
   let firstConnect = true;
   const results: CommandResult[] = [];
+  const encoder = createHeartbeatEncoder();
 
   const auth = (t: string) => ({ authorization: `Bearer ${t}` });
 
@@ -134,7 +139,7 @@ export function createAgent(deps: AgentDeps): Agent {
       }
       if (signal.aborted) return;
       state.seq += 1n;
-      const heartbeat = create(HeartbeatRequestSchema, {
+      const heartbeat = encoder.encode({
         ...sample,
         workerId: deps.workerId,
         sessionId: state.sessionId,
@@ -144,7 +149,10 @@ export function createAgent(deps: AgentDeps): Agent {
       });
       sentAt.set(state.seq, clock.now());
       if (sentAt.size > 16) sentAt.delete(sentAt.keys().next().value!);
-      yield { $typeName: 'hive.v1.HeartbeatStreamRequest', heartbeat };
+      const req: HeartbeatStreamRequest = { $typeName: 'hive.v1.HeartbeatStreamRequest', heartbeat };
+      // The same encoder the transport uses, so this is the size on the wire (less gRPC's 5-byte frame header).
+      if (deps.events?.encoded) deps.events.encoded(heartbeat.compact ? 'compact' : 'full', toBinary(HeartbeatStreamRequestSchema, req).length);
+      yield req;
       deps.events?.sent?.();
       if (wakeCtl.signal.aborted) wakeCtl = new AbortController();
       await sleep(nextDelay(), AbortSignal.any([signal, wakeCtl.signal]));
@@ -164,6 +172,7 @@ export function createAgent(deps: AgentDeps): Agent {
       }
       deps.events?.acked?.();
     }
+    if (hb.inventoryRequired) encoder.required(hb.ackSeq);
     const interval = durationToMs(hb.heartbeatInterval);
     if (interval && interval !== state.intervalMs) {
       log.info({ from: state.intervalMs, to: interval }, 'heartbeat interval changed by the hive');
@@ -254,6 +263,7 @@ export function createAgent(deps: AgentDeps): Agent {
           // sequence numbers was lost): start a new session.
           state.sessionId = newSessionId();
           state.seq = 0n;
+          encoder.reset();
           log.warn({ err: ce.rawMessage }, 'heartbeat rejected; starting a new session');
         } else if (REJOIN.has(ce.code) && deps.joinToken) {
           log.warn({ code: Code[ce.code], err: ce.rawMessage }, 'worker token rejected; joining again');

@@ -34,6 +34,12 @@ export function createAgentMetrics(prom: PromRegistry, workerId: string) {
   const sent = new Counter({ name: 'hive_agent_heartbeats_sent_total', help: 'Heartbeats sent to the hive.', registers: [prom] });
   const acked = new Counter({ name: 'hive_agent_heartbeats_acked_total', help: 'Heartbeats acknowledged by the hive.', registers: [prom] });
   const failed = new Counter({ name: 'hive_agent_heartbeat_failures_total', help: 'Heartbeat stream failures, by gRPC code.', labelNames: ['code'], registers: [prom] });
+  const beatBytes = new Gauge({
+    name: 'hive_agent_heartbeat_bytes',
+    help: 'Encoded size of the last heartbeat sent, by form (full: with the GPU and collector inventory; compact: only changing values), bytes of the HeartbeatStreamRequest without the 5-byte gRPC frame header.',
+    labelNames: ['form'],
+    registers: [prom],
+  });
   const reconnects = new Counter({ name: 'hive_agent_reconnects_total', help: 'Reconnections to the hive.', registers: [prom] });
   const memUsed = new Gauge({ name: 'hive_agent_memory_used_bytes', help: 'Memory used, as last reported.', labelNames: ['worker_id'], registers: [prom] });
   const memTotal = new Gauge({ name: 'hive_agent_memory_total_bytes', help: 'Memory total, as last reported.', labelNames: ['worker_id'], registers: [prom] });
@@ -91,6 +97,7 @@ export function createAgentMetrics(prom: PromRegistry, workerId: string) {
       acked: () => acked.inc(),
       failed: (code: string) => failed.labels(snake(code)).inc(),
       reconnect: () => reconnects.inc(),
+      encoded: (form: 'full' | 'compact', bytes: number) => beatBytes.labels(form).set(bytes),
     },
   };
 }

@@ -23,6 +23,8 @@ export interface BenchOptions {
   fleetSize: number;
   agentWindowMs: number;
   detectionWorkers: number;
+  /** Heartbeat payload of the stream and unary loads (see LoadSpec.payload). */
+  payload: 'agent' | 'full';
 }
 
 export interface Ctx {

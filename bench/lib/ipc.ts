@@ -16,17 +16,22 @@ export interface LoadSpec {
   concurrency: number;
   /** HTTP/2 connections the streams or requests are spread over. */
   conns: number;
-  /** 'full' (default): 8 GPUs, 2 disks, collectors; 'minimal': worker id, session, seq and status only. */
-  payload?: 'full' | 'minimal';
+  /**
+   * 'agent' (default): what the agent sends, the full form (8 GPUs, 2 disks,
+   * 4 collectors) as seq 1 and the compact form after; 'full': the full form
+   * every time (a client without the compact form); 'minimal': worker id,
+   * session, seq and status only.
+   */
+  payload?: 'agent' | 'full' | 'minimal';
   hive?: { adminToken: string; workers: WorkerSource; watchers: number };
   etcd?: { protoPath: string; ttlSeconds: number };
 }
 
 export interface SetupResult {
   setupMs: number;
-  /** Encoded size of one heartbeat as sent (HeartbeatRequest, bytes). */
+  /** Encoded size of one heartbeat as sent after the first (HeartbeatRequest, bytes). */
   heartbeatBytes?: number;
-  /** Encoded size of one HeartbeatStreamRequest frame payload (bytes). */
+  /** Encoded size of one HeartbeatStreamRequest frame payload after the first (bytes). */
   streamFrameBytes?: number;
 }
 

@@ -136,6 +136,7 @@ export function markdown(meta: ReportMeta, results: ScenarioResult[], targets: T
     `- **Machine**: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}${m.hostname ? `, host ${m.hostname}` : ''}`,
     `- **Code**: ${meta.commit}`,
     `- **Load**: ${o.streams} streams (or ${o.unaryInFlight} unary requests in flight) over ${o.conns} HTTP/2 connections, closed loop; ` +
+      `heartbeats ${o.payload === 'full' ? 'in the full form every time' : 'as the agent sends them (full form first, then compact)'}; ` +
       `${o.windowMs / 1000} s windows after ${o.warmupMs / 1000} s warm-up, ${o.repeat} repetition(s), each after waiting for the machine to be under ${Math.round(o.idleThreshold * 100)}% busy (at most ${o.idleMaxWaitMs / 1000} s)`,
     '- Cells are `median (min–max)` over the repetitions.',
     '',

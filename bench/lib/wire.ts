@@ -6,6 +6,7 @@ import {
   HeartbeatStreamResponseSchema,
   type HeartbeatRequest,
 } from '../../gen/hive/v1/registry_pb.js';
+import { createHeartbeatEncoder } from '../../worker-agent/compact.js';
 
 // What goes over the wire in the benchmark: realistic heartbeats (8 GPUs, 2
 // disks, memory, load, 4 collector statuses, as the agent sends them),
@@ -62,6 +63,20 @@ export function realisticHeartbeat(workerId: string, sessionId: string, worker =
   });
 }
 
+/**
+ * A heartbeat as the agent sends it after the first of its session: the
+ * compact form (per-GPU values, no healthy collectors) referring to seq 1,
+ * made by the agent's own encoder (seq left at 0: the frames add it).
+ */
+export function compactHeartbeat(hb: HeartbeatRequest): HeartbeatRequest {
+  const enc = createHeartbeatEncoder();
+  enc.encode({ ...hb, seq: 1n });
+  const compact = enc.encode({ ...hb, seq: 2n });
+  if (!compact.compact) throw new Error('the template heartbeat has no compact form');
+  compact.seq = 0n;
+  return compact;
+}
+
 /** The smallest valid heartbeat: who, which session, and a status (seq added by the frames). */
 export function minimalHeartbeat(workerId: string, sessionId: string): HeartbeatRequest {
   return create(HeartbeatRequestSchema, { workerId, sessionId, status: HealthStatus.HEALTHY });
@@ -95,38 +110,50 @@ function writeVarint(buf: Buffer, at: number, v: number): number {
  */
 export class HeartbeatFrames {
   private readonly body: Uint8Array;
+  private readonly later: Uint8Array;
 
-  constructor(hb: HeartbeatRequest) {
-    if (hb.seq !== 0n) throw new Error('template heartbeat must have seq 0');
+  /** With `then`, seq 1 carries `hb` (the full form) and every later seq `then` (the compact form that refers to it). */
+  constructor(hb: HeartbeatRequest, then?: HeartbeatRequest) {
+    if (hb.seq !== 0n || (then && then.seq !== 0n)) throw new Error('template heartbeat must have seq 0');
     this.body = toBinary(HeartbeatRequestSchema, hb);
+    this.later = then ? toBinary(HeartbeatRequestSchema, then) : this.body;
   }
 
   /** Encoded HeartbeatRequest with the given seq. */
   unary(seq: number): Buffer {
-    const inner = this.body.length + 1 + varintLength(seq);
+    const body = seq === 1 ? this.body : this.later;
+    const inner = body.length + 1 + varintLength(seq);
     const buf = Buffer.allocUnsafe(inner);
-    buf.set(this.body, 0);
-    buf[this.body.length] = 0x18; // field 3, varint
-    writeVarint(buf, this.body.length + 1, seq);
+    buf.set(body, 0);
+    buf[body.length] = 0x18; // field 3, varint
+    writeVarint(buf, body.length + 1, seq);
     return buf;
   }
 
   /** Encoded HeartbeatStreamRequest { heartbeat = 1 } with the given seq. */
   stream(seq: number): Buffer {
-    const inner = this.body.length + 1 + varintLength(seq);
+    const body = seq === 1 ? this.body : this.later;
+    const inner = body.length + 1 + varintLength(seq);
     const buf = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
     buf[0] = 0x0a; // field 1, length-delimited
     let at = writeVarint(buf, 1, inner);
-    buf.set(this.body, at);
-    at += this.body.length;
+    buf.set(body, at);
+    at += body.length;
     buf[at++] = 0x18;
     writeVarint(buf, at, seq);
     return buf;
   }
 
   get bodyBytes(): number {
-    return this.body.length;
+    return this.later.length;
   }
+}
+
+/** The frames of one worker for a payload kind (see LoadSpec.payload). */
+export function framesFor(payload: 'agent' | 'full' | 'minimal' | undefined, workerId: string, sessionId: string, worker: number): HeartbeatFrames {
+  if (payload === 'minimal') return new HeartbeatFrames(minimalHeartbeat(workerId, sessionId));
+  const hb = realisticHeartbeat(workerId, sessionId, worker);
+  return payload === 'full' ? new HeartbeatFrames(hb) : new HeartbeatFrames(hb, compactHeartbeat(hb));
 }
 
 export const identity = (b: Buffer): Buffer => b;

@@ -1,11 +1,10 @@
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary } from '@bufbuild/protobuf';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   GetWorkerRequestSchema,
   GetWorkerResponseSchema,
-  HeartbeatRequestSchema,
   type Worker,
 } from '../../gen/hive/v1/registry_pb.js';
 import type { Scenario, Value } from '../lib/context.js';
@@ -46,28 +45,13 @@ export async function getWorker(addr: string, adminToken: string, workerId: stri
   }
 }
 
-/** The heartbeat the agent last sent, rebuilt from what the hive kept of it, and encoded. */
-export function heartbeatOf(w: Worker): Uint8Array {
-  const s = w.stats;
-  return toBinary(
-    HeartbeatRequestSchema,
-    create(HeartbeatRequestSchema, {
-      workerId: w.workerId,
-      sessionId: w.sessionId,
-      seq: w.lastSeq,
-      status: w.status,
-      statusDetail: w.statusDetail,
-      gpus: s?.gpus ?? [],
-      memoryUsedBytes: s?.memoryUsedBytes ?? 0n,
-      memoryTotalBytes: s?.memoryTotalBytes ?? 0n,
-      disks: s?.disks ?? [],
-      load1: s?.load1 ?? 0,
-      collectors: s?.collectors ?? [],
-      probeLatencyP50Seconds: s?.probeLatencyP50Seconds,
-      probeLatencyP95Seconds: s?.probeLatencyP95Seconds,
-      probeLatencyP99Seconds: s?.probeLatencyP99Seconds,
-    }),
-  );
+/** Reads hive_agent_heartbeat_bytes{form} from the agent's /metrics: the size of what it really sent. */
+export async function agentHeartbeatBytes(metricsAddr: string): Promise<{ full?: number; compact?: number }> {
+  const res = await fetch(`http://${metricsAddr}/metrics`);
+  const text = await res.text();
+  const out: { full?: number; compact?: number } = {};
+  for (const m of text.matchAll(/^hive_agent_heartbeat_bytes\{form="(full|compact)"\} (\d+)/gm)) out[m[1] as 'full' | 'compact'] = Number(m[2]);
+  return out;
 }
 
 export const agentScenario: Scenario = {
@@ -85,10 +69,11 @@ export const agentScenario: Scenario = {
       await writeFile(smi, `#!/bin/sh\nexec cat '${join(dir, 'gpus.csv')}'\n`);
       await chmod(smi, 0o755);
       const workerId = 'bench-agent';
+      const metricsAddr = `127.0.0.1:${await freePort()}`;
       const agent = spawnNode(
         'worker-agent',
         'bin/worker-agent.mjs',
-        ['--hive', hive.addr, '--join-token', hive.joinToken, '--worker-id', workerId, '--interval', '1s', '--nvidia-smi', smi, '--token-file', join(dir, 'token'), '--metrics-addr', `127.0.0.1:${await freePort()}`, '--disk', '/'],
+        ['--hive', hive.addr, '--join-token', hive.joinToken, '--worker-id', workerId, '--interval', '1s', '--nvidia-smi', smi, '--token-file', join(dir, 'token'), '--metrics-addr', metricsAddr, '--disk', '/'],
         { env: { LOG_LEVEL: 'warn' } },
       );
       try {
@@ -124,7 +109,7 @@ export const agentScenario: Scenario = {
           ctx.log(`  agent #${r + 1}: ${share.toFixed(2)}% of one core over ${((t1 - t0) / 1000).toFixed(0)} s, RSS ${(mem.rssBytes / 2 ** 20).toFixed(1)} MiB, ${Number((after?.lastSeq ?? 0n) - before)} heartbeats`);
         }
         const last = await getWorker(hive.addr, hive.adminToken, workerId);
-        const bytes = last ? heartbeatOf(last).length : NaN;
+        const sent = await agentHeartbeatBytes(metricsAddr);
         const peak = processMemory(agent.pid).peakRssBytes;
         const cpu = spread(shares);
         const r = spread(rss.map((b) => b / 2 ** 20));
@@ -133,7 +118,12 @@ export const agentScenario: Scenario = {
           rssMiB: { value: r.median, min: r.min, max: r.max, unit: 'MiB' },
           peakRssMiB: { value: peak / 2 ** 20, unit: 'MiB' },
           heartbeatsPerSec: { value: beats / seconds, unit: '/s' },
-          heartbeatBytes: { value: bytes, unit: 'B', note: `the agent's last heartbeat (8 GPUs, ${last?.stats?.disks.length ?? 0} disk(s), ${last?.stats?.collectors.length ?? 0} collector statuses), re-encoded from GetWorker` },
+          heartbeatBytes: {
+            value: sent.compact ?? sent.full ?? NaN,
+            unit: 'B',
+            note: `the agent's last ${sent.compact === undefined ? 'full' : 'compact'} heartbeat as sent (hive_agent_heartbeat_bytes; 8 GPUs, ${last?.stats?.disks.length ?? 0} disk(s), ${last?.stats?.collectors.length ?? 0} collectors)`,
+          },
+          fullHeartbeatBytes: { value: sent.full ?? NaN, unit: 'B', note: 'its full heartbeat (the first of the session: the inventory)' },
         };
         return { status: 'ok', values, notes: ['Real bin/worker-agent.mjs against a real hive; the fake nvidia-smi is `cat` of 8 captured-format lines.'] };
       } finally {

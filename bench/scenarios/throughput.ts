@@ -22,7 +22,7 @@ async function withServer<T>(start: () => Promise<Server>, fn: (s: Server) => Pr
   }
 }
 
-function hiveSpec(ctx: Ctx, addr: string, adminToken: string, mode: 'stream' | 'unary', prefix: string, payload: 'full' | 'minimal' = 'full'): LoadSpec {
+function hiveSpec(ctx: Ctx, addr: string, adminToken: string, mode: 'stream' | 'unary', prefix: string, payload: LoadSpec['payload'] = ctx.opts.payload): LoadSpec {
   const concurrency = mode === 'stream' ? ctx.opts.streams : ctx.opts.unaryInFlight;
   return {
     target: 'hive',
@@ -45,7 +45,7 @@ export const noopStream: Scenario = {
   quick: true,
   async run(ctx) {
     return withServer(startNoop, async (s) => {
-      const load = await measureLoad(ctx, s.child.pid, { target: 'noop', addr: s.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns }, { label: 'noop stream' });
+      const load = await measureLoad(ctx, s.child.pid, { target: 'noop', addr: s.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns, payload: ctx.opts.payload }, { label: 'noop stream' });
       return { status: 'ok', load, values: {}, notes: ['Same method path and protobuf-es (de)serialisers as the hive; the reply is an ack with ack_seq only.'] };
     });
   },
@@ -135,7 +135,7 @@ export const noopUnary: Scenario = {
   quick: false,
   async run(ctx) {
     return withServer(startNoop, async (s) => {
-      const load = await measureLoad(ctx, s.child.pid, { target: 'noop', addr: s.addr, mode: 'unary', concurrency: ctx.opts.unaryInFlight, conns: ctx.opts.conns }, { label: 'noop unary' });
+      const load = await measureLoad(ctx, s.child.pid, { target: 'noop', addr: s.addr, mode: 'unary', concurrency: ctx.opts.unaryInFlight, conns: ctx.opts.conns, payload: ctx.opts.payload }, { label: 'noop unary' });
       return { status: 'ok', load, values: {}, notes: [] };
     });
   },
@@ -180,7 +180,7 @@ async function profiled(ctx: Ctx, which: 'hive' | 'noop', name: string): Promise
     spec = hiveSpec(ctx, hive.addr, hive.adminToken, 'stream', 'bench-p-');
   } else {
     server = await startNoop({ nodeArgs });
-    spec = { target: 'noop', addr: server.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns };
+    spec = { target: 'noop', addr: server.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns, payload: ctx.opts.payload };
   }
   let load: LoadOutcome;
   try {

@@ -174,7 +174,7 @@ describe('health checks and dependencies end to end (real hive, monitor, agents)
     const by = Object.fromEntries(done!.results.map((r) => [r.workerId, r]));
     expect(by['run-ok']).toMatchObject({ outcome: CheckOutcome.ANSWERED, score: 1, band: HealthBand.HEALTHY, reason: 'ok' });
     expect(by['run-ok'].report).toMatchObject({ probeStatus: HealthStatus.HEALTHY });
-    expect(by['run-ok'].report!.uptimeSeconds).toBeGreaterThan(1);
+    expect(by['run-ok'].report!.uptimeSeconds).toBeGreaterThan(0);
     expect(by['run-ok'].report!.hiveRttSeconds).toBeGreaterThanOrEqual(0);
     expect(by['run-ok'].report!.stats!.collectors.map((c) => c.name).sort()).toEqual(['disk', 'gpu', 'load', 'memory']);
     expect(by['run-fail']).toMatchObject({ outcome: CheckOutcome.ANSWERED, score: 0.55, band: HealthBand.UNHEALTHY });

@@ -14,6 +14,7 @@ import { msToDuration } from '../../lib/duration.js';
 import { startHive, type HiveHandle } from '../../hive/server.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { tempDir } from '../support/procs.js';
+import { createHiveApi } from '../../monitor/hive-client.js';
 
 // One in-process hive on PostgreSQL, reached over every transport it
 // serves: gRPC on the grpc-js port; Connect, gRPC-Web and gRPC on the HTTP
@@ -140,5 +141,39 @@ describe('hive transports', () => {
     const err = await client.listWorkers({}, auth('hive_read_not-a-real-token')).catch((e) => e as ConnectError);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).rawMessage).not.toContain('not-a-real-token');
+  });
+
+  it('WatchWorkers with omit_stats sends workers without stats, and the monitor watches that way', async () => {
+    const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const reg = await admin.registerWorker({ workerId: 'w-slim', heartbeatInterval: msToDuration(5000), labels: { pool: 'slim' } }, auth(hive.adminToken));
+    const worker = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const beat = (seq: bigint) =>
+      worker.heartbeat(
+        { workerId: 'w-slim', sessionId: 's', seq, status: 1, memoryUsedBytes: 1n, memoryTotalBytes: 2n, gpus: [{ index: 0, uuid: 'GPU-1', name: 'H100', memoryUsedBytes: 1n, memoryTotalBytes: 2n }] },
+        auth(reg.workerToken),
+      );
+    await beat(1n);
+
+    const first = async (slim: boolean) => {
+      const ctl = new AbortController();
+      const it = slim ? createHiveApi(`127.0.0.1:${hive.grpcPort}`, hive.adminToken).watch(ctl.signal, 'pool=slim') : admin.watchWorkers({ labelSelector: 'pool=slim' }, { ...auth(hive.adminToken), signal: ctl.signal });
+      const iter = it[Symbol.asyncIterator]();
+      const snapshot = (await iter.next()).value!;
+      const change = beat(BigInt(Date.now())).then(() => iter.next());
+      const next = (await change).value!;
+      ctl.abort();
+      return [snapshot.changes[0].worker!, next.changes[0].worker!];
+    };
+    const [full] = await first(false);
+    expect(full.stats?.gpus).toHaveLength(1);
+    for (const w of await first(true)) {
+      expect(w.stats).toBeUndefined();
+      expect(w.workerId).toBe('w-slim');
+      expect(w.labels).toEqual({ pool: 'slim' });
+      expect(w.lastSeq).toBeGreaterThan(0n);
+      expect(w.sessionId).toBe('s');
+      expect(w.lastSeen).toBeDefined();
+      expect(w.heartbeatInterval?.seconds).toBe(5n);
+    }
   });
 });

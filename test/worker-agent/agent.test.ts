@@ -19,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { createRegistryClient } from '../../worker-agent/hive-client.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { eventually, tempDir } from '../support/procs.js';
+import { agentHeartbeat } from './support/heartbeats.js';
 
 // The agent against a real in-process hive over real gRPC; the agent's own
 // waits run on a ManualClock, so the test decides when each beat is due.
@@ -47,7 +48,17 @@ describe('worker-agent', () => {
     await dir?.remove();
   });
 
-  function agent(workerId: string, opts: { status?: HealthStatus; onCommand?: Parameters<typeof createAgent>[0]['onCommand']; check?: Parameters<typeof createAgent>[0]['check']; dependsOn?: string[] } = {}) {
+  function agent(
+    workerId: string,
+    opts: {
+      status?: HealthStatus;
+      onCommand?: Parameters<typeof createAgent>[0]['onCommand'];
+      check?: Parameters<typeof createAgent>[0]['check'];
+      dependsOn?: string[];
+      sample?: Parameters<typeof createAgent>[0]['sample'];
+      events?: Parameters<typeof createAgent>[0]['events'];
+    } = {},
+  ) {
     const clock = new ManualClock();
     const a = createAgent({
       client: createRegistryClient(`127.0.0.1:${hive.grpcPort}`),
@@ -58,10 +69,11 @@ describe('worker-agent', () => {
       labels: { pool: 't' },
       joinToken: JOIN,
       tokenFile: join(dir.path, `${workerId}.token`),
-      sample: async () => ({ status: opts.status ?? HealthStatus.HEALTHY, statusDetail: 'ok', memoryTotalBytes: 100n, memoryUsedBytes: 10n }),
+      sample: opts.sample ?? (async () => ({ status: opts.status ?? HealthStatus.HEALTHY, statusDetail: 'ok', memoryTotalBytes: 100n, memoryUsedBytes: 10n })),
       onCommand: opts.onCommand,
       check: opts.check,
       dependsOn: opts.dependsOn,
+      events: opts.events,
       random: () => 0.5,
     });
     agents.push(a);
@@ -121,6 +133,34 @@ describe('worker-agent', () => {
     // Someone (a previous run with the same session) got further: the hive refuses our next seq.
     hive.registry.workers.get('ag-session')!.lastSeq = 1_000_000n;
     await beatUntil(clock, () => a.state.sessionId !== first && hive.registry.workers.get('ag-session')!.sessionId === a.state.sessionId, 'new session accepted');
+  });
+
+  it('sends the inventory once, then compact heartbeats, and the inventory again when the hive lacks it', async () => {
+    let n = 0;
+    const sent: { form: string; bytes: number }[] = [];
+    const { a, clock } = agent('ag-compact', {
+      sample: async () => {
+        const { workerId: _w, sessionId: _s, seq: _q, ...rest } = agentHeartbeat(++n);
+        return rest;
+      },
+      events: { encoded: (form, bytes) => sent.push({ form, bytes }) },
+    });
+    a.start();
+    const gpuUsed = () => hive.registry.workers.get('ag-compact')?.lastBeat?.gpus.map((g) => g.memoryUsedBytes);
+    const latest = () => agentHeartbeat(n).gpus!.map((g) => g.memoryUsedBytes);
+    await beatUntil(clock, () => sent.filter((s) => s.form === 'compact').length >= 2 && hive.registry.workers.get('ag-compact')!.lastSeq === BigInt(n), 'two compact beats');
+    expect(sent[0].form).toBe('full');
+    expect(sent[0].bytes).toBeGreaterThan(900);
+    expect(Math.max(...sent.filter((s) => s.form === 'compact').map((s) => s.bytes))).toBeLessThanOrEqual(200);
+    expect(gpuUsed()).toEqual(latest());
+    expect(hive.registry.workers.get('ag-compact')!.lastBeat!.collectors).toHaveLength(4);
+
+    // As after a hive restart: the hive no longer holds the session's inventory.
+    hive.registry.workers.get('ag-compact')!.inventory = undefined;
+    const fullBefore = sent.filter((s) => s.form === 'full').length;
+    await beatUntil(clock, () => sent.filter((s) => s.form === 'full').length > fullBefore, 'full form again');
+    await beatUntil(clock, () => sent.at(-1)!.form === 'compact' && hive.registry.workers.get('ag-compact')!.lastSeq === BigInt(n), 'compact again');
+    expect(gpuUsed()).toEqual(latest());
   });
 
   it('carries out a command pushed down the stream and reports the result', async () => {

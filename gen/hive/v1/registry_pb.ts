@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hive/v1/registry.proto.
  */
 export const file_hive_v1_registry: GenFile = /*@__PURE__*/
-  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMi7AQKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBARIrCg1jaGVja19yZXBvcnRzGBAgAygLMhQuaGl2ZS52MS5DaGVja1JlcG9ydEIcChpfcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kc0IcChpfcHJvYmVfbGF0ZW5jeV9wOTlfc2Vjb25kcyL0AQoLQ2hlY2tSZXBvcnQSEgoKY29tbWFuZF9pZBgBIAEoCRIrCgxwcm9iZV9zdGF0dXMYAiABKA4yFS5oaXZlLnYxLkhlYWx0aFN0YXR1cxIdChVwcm9iZV9sYXRlbmN5X3NlY29uZHMYAyABKAESFAoMcHJvYmVfZGV0YWlsGAQgASgJEiMKBXN0YXRzGAUgASgLMhQuaGl2ZS52MS5Xb3JrZXJTdGF0cxIdChBoaXZlX3J0dF9zZWNvbmRzGAYgASgBSACIAQESFgoOdXB0aW1lX3NlY29uZHMYByABKAFCEwoRX2hpdmVfcnR0X3NlY29uZHMigAEKB0NvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIiCgR0eXBlGAIgASgOMhQuaGl2ZS52MS5Db21tYW5kVHlwZRIOCgZyZWFzb24YAyABKAkSLQoJaXNzdWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLTAQoRSGVhcnRiZWF0UmVzcG9uc2USDwoHYWNrX3NlcRgBIAEoBBIiCghjb21tYW5kcxgCIAMoCzIQLmhpdmUudjEuQ29tbWFuZBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJaGl2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgVzdGF0ZRgFIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUiRgoWSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBIsCgloZWFydGJlYXQYASABKAsyGS5oaXZlLnYxLkhlYXJ0YmVhdFJlcXVlc3QiSAoXSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2USLQoJaGVhcnRiZWF0GAEgASgLMhouaGl2ZS52MS5IZWFydGJlYXRSZXNwb25zZSKoBQoGV29ya2VyEhEKCXdvcmtlcl9pZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSKwoGbGFiZWxzGAMgAygLMhsuaGl2ZS52MS5Xb3JrZXIuTGFiZWxzRW50cnkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbGFzdF9zZXEYBiABKAQSEgoKc2Vzc2lvbl9pZBgHIAEoCRIlCgZzdGF0dXMYCCABKA4yFS5oaXZlLnYxLkhlYWx0aFN0YXR1cxIVCg1zdGF0dXNfZGV0YWlsGAkgASgJEiMKBXN0YXRzGAogASgLMhQuaGl2ZS52MS5Xb3JrZXJTdGF0cxIxCg1yZWdpc3RlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtzdGF0ZV9zaW5jZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZ3JhY2VfdW50aWwYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KDnJlc3RhcnRfcG9saWN5GA4gASgLMhYuaGl2ZS52MS5SZXN0YXJ0UG9saWN5EhEKCWNvbm5lY3RlZBgPIAEoCBISCgpkZXBlbmRzX29uGBAgAygJEhIKCmJsb2NrZWRfYnkYESADKAkSGwoTZGVwZW5kc19vbl9zZWxlY3RvchgSIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMCChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEjoKBmxhYmVscxgCIAMoCzIqLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0LkxhYmVsc0VudHJ5EjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCg5yZXN0YXJ0X3BvbGljeRgEIAEoCzIWLmhpdmUudjEuUmVzdGFydFBvbGljeRIUCgxyb3RhdGVfdG9rZW4YBSABKAgSEgoKZGVwZW5kc19vbhgGIAMoCRIbChNkZXBlbmRzX29uX3NlbGVjdG9yGAcgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlchIUCgx3b3JrZXJfdG9rZW4YAiABKAkiMQoMTGVhdmVSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMAoNTGVhdmVSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlciIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSI0ChFHZXRXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5oaXZlLnYxLldvcmtlciJ5ChJMaXN0V29ya2Vyc1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIWCg5sYWJlbF9zZWxlY3RvchgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJkChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiAKB3dvcmtlcnMYASADKAsyDy5oaXZlLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJTChNXYXRjaFdvcmtlcnNSZXF1ZXN0EiQKBnN0YXRlcxgBIAMoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSFgoObGFiZWxfc2VsZWN0b3IYAiABKAkiWAoMV29ya2VyQ2hhbmdlEicKBHR5cGUYASABKA4yGS5oaXZlLnYxLldvcmtlckNoYW5nZVR5cGUSHwoGd29ya2VyGAIgASgLMg8uaGl2ZS52MS5Xb3JrZXIisgEKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEiYKB2NoYW5nZXMYASADKAsyFS5oaXZlLnYxLldvcmtlckNoYW5nZRIOCgZzeW5jZWQYAiABKAgSLQoJaGl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9oaXZlX3N0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjwKF0RlcmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYRGVyZWdpc3RlcldvcmtlclJlc3BvbnNlItUBCgVFdmVudBIQCghldmVudF9pZBgBIAEoAxIRCgl3b3JrZXJfaWQYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEa2luZBgEIAEoCRIoCgpmcm9tX3N0YXRlGAUgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRImCgh0b19zdGF0ZRgGIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSDQoFYWN0b3IYByABKAkSDgoGcmVhc29uGAggASgJIngKEUxpc3RFdmVudHNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh4KBmV2ZW50cxgBIAMoCzIOLmhpdmUudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIskBCglUb2tlbkluZm8SEAoIdG9rZW5faWQYASABKAkSIgoFc2NvcGUYAiABKA4yEy5oaXZlLnYxLlRva2VuU2NvcGUSEQoJd29ya2VyX2lkGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KEkNyZWF0ZVRva2VuUmVxdWVzdBIiCgVzY29wZRgBIAEoDjITLmhpdmUudjEuVG9rZW5TY29wZRITCgtkZXNjcmlwdGlvbhgCIAEoCSJGChNDcmVhdGVUb2tlblJlc3BvbnNlEiAKBGluZm8YASABKAsyEi5oaXZlLnYxLlRva2VuSW5mbxINCgV0b2tlbhgCIAEoCSImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIuaGl2ZS52MS5Ub2tlbkluZm8iLAoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIjgKEkxpc3RUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5oaXZlLnYxLlRva2VuSW5mbyqBAQoMSGVhbHRoU3RhdHVzEh0KGUhFQUxUSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVIRUFMVEhfU1RBVFVTX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVFVTX0RFR1JBREVEEAISGwoXSEVBTFRIX1NUQVRVU19VTkhFQUxUSFkQAyr7AQoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1BFTkRJTkcQARIYChRXT1JLRVJfU1RBVEVfSEVBTFRIWRACEhkKFVdPUktFUl9TVEFURV9ERUdSQURFRBADEhoKFldPUktFUl9TVEFURV9VTkhFQUxUSFkQBBIWChJXT1JLRVJfU1RBVEVfU1RBTEUQBRIbChdXT1JLRVJfU1RBVEVfUkVTVEFSVElORxAGEhcKE1dPUktFUl9TVEFURV9GQUlMRUQQBxIVChFXT1JLRVJfU1RBVEVfTEVGVBAIKnUKC0NvbW1hbmRUeXBlEhwKGENPTU1BTkRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfVFlQRV9SRVNUQVJUEAESFgoSQ09NTUFORF9UWVBFX0RSQUlOEAISFgoSQ09NTUFORF9UWVBFX0NIRUNLEAMqlAEKEFdvcmtlckNoYW5nZVR5cGUSIgoeV09SS0VSX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYV09SS0VSX0NIQU5HRV9UWVBFX0FEREVEEAESHgoaV09SS0VSX0NIQU5HRV9UWVBFX1VQREFURUQQAhIeChpXT1JLRVJfQ0hBTkdFX1RZUEVfUkVNT1ZFRBADKp0BCgpUb2tlblNjb3BlEhsKF1RPS0VOX1NDT1BFX1VOU1BFQ0lGSUVEEAASFQoRVE9LRU5fU0NPUEVfQURNSU4QARIUChBUT0tFTl9TQ09QRV9KT0lOEAISFgoSVE9LRU5fU0NPUEVfV09SS0VSEAMSFwoTVE9LRU5fU0NPUEVfTU9OSVRPUhAEEhQKEFRPS0VOX1NDT1BFX1JFQUQQBTKSBwoPUmVnaXN0cnlTZXJ2aWNlElEKDlJlZ2lzdGVyV29ya2VyEh4uaGl2ZS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5oaXZlLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkuaGl2ZS52MS5IZWFydGJlYXRSZXF1ZXN0GhouaGl2ZS52MS5IZWFydGJlYXRSZXNwb25zZRJYCg9IZWFydGJlYXRTdHJlYW0SHy5oaXZlLnYxLkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QaIC5oaXZlLnYxLkhlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlKAEwARI2CgVMZWF2ZRIVLmhpdmUudjEuTGVhdmVSZXF1ZXN0GhYuaGl2ZS52MS5MZWF2ZVJlc3BvbnNlEkIKCUdldFdvcmtlchIZLmhpdmUudjEuR2V0V29ya2VyUmVxdWVzdBoaLmhpdmUudjEuR2V0V29ya2VyUmVzcG9uc2USSAoLTGlzdFdvcmtlcnMSGy5oaXZlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBocLmhpdmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJNCgxXYXRjaFdvcmtlcnMSHC5oaXZlLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaHS5oaXZlLnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAESVwoQRGVyZWdpc3RlcldvcmtlchIgLmhpdmUudjEuRGVyZWdpc3RlcldvcmtlclJlcXVlc3QaIS5oaXZlLnYxLkRlcmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhouaGl2ZS52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmhpdmUudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkgKC0NyZWF0ZVRva2VuEhsuaGl2ZS52MS5DcmVhdGVUb2tlblJlcXVlc3QaHC5oaXZlLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USSAoLUmV2b2tlVG9rZW4SGy5oaXZlLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLmhpdmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJFCgpMaXN0VG9rZW5zEhouaGl2ZS52MS5MaXN0VG9rZW5zUmVxdWVzdBobLmhpdmUudjEuTGlzdFRva2Vuc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
+  fileDesc("ChZoaXZlL3YxL3JlZ2lzdHJ5LnByb3RvEgdoaXZlLnYxItABCghHcHVTdGF0cxINCgVpbmRleBgBIAEoDRIMCgR1dWlkGAIgASgJEgwKBG5hbWUYAyABKAkSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAUgASgEEhgKC3V0aWxpemF0aW9uGAYgASgBSACIAQESIAoTdGVtcGVyYXR1cmVfY2Vsc2l1cxgHIAEoAUgBiAEBQg4KDF91dGlsaXphdGlvbkIWChRfdGVtcGVyYXR1cmVfY2Vsc2l1cyJCCglEaXNrU3RhdHMSDAoEcGF0aBgBIAEoCRISCgpmcmVlX2J5dGVzGAIgASgEEhMKC3RvdGFsX2J5dGVzGAMgASgEIlkKD0NvbGxlY3RvclN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDQoFZXJyb3IYAyABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgEIAEoASJFCg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIPCgdtZXNzYWdlGAMgASgJIpcDCgtXb3JrZXJTdGF0cxIfCgRncHVzGAEgAygLMhEuaGl2ZS52MS5HcHVTdGF0cxIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSIQoFZGlza3MYBCADKAsyEi5oaXZlLnYxLkRpc2tTdGF0cxINCgVsb2FkMRgFIAEoARIsCgpjb2xsZWN0b3JzGAYgAygLMhguaGl2ZS52MS5Db2xsZWN0b3JTdGF0dXMSJgoZcHJvYmVfbGF0ZW5jeV9wNTBfc2Vjb25kcxgHIAEoAUgAiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk1X3NlY29uZHMYCCABKAFIAYgBARImChlwcm9iZV9sYXRlbmN5X3A5OV9zZWNvbmRzGAkgASgBSAKIAQFCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMilAUKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSCwoDc2VxGAMgASgEEiUKBnN0YXR1cxgEIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYBSABKAkSHwoEZ3B1cxgGIAMoCzIRLmhpdmUudjEuR3B1U3RhdHMSGQoRbWVtb3J5X3VzZWRfYnl0ZXMYByABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAggASgEEiEKBWRpc2tzGAkgAygLMhIuaGl2ZS52MS5EaXNrU3RhdHMSDQoFbG9hZDEYCiABKAESLAoKY29sbGVjdG9ycxgLIAMoCzIYLmhpdmUudjEuQ29sbGVjdG9yU3RhdHVzEi8KD2NvbW1hbmRfcmVzdWx0cxgMIAMoCzIWLmhpdmUudjEuQ29tbWFuZFJlc3VsdBImChlwcm9iZV9sYXRlbmN5X3A1MF9zZWNvbmRzGA0gASgBSACIAQESJgoZcHJvYmVfbGF0ZW5jeV9wOTVfc2Vjb25kcxgOIAEoAUgBiAEBEiYKGXByb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMYDyABKAFIAogBARIrCg1jaGVja19yZXBvcnRzGBAgAygLMhQuaGl2ZS52MS5DaGVja1JlcG9ydBImCgdjb21wYWN0GBEgASgLMhUuaGl2ZS52MS5Db21wYWN0U3RhdHNCHAoaX3Byb2JlX2xhdGVuY3lfcDUwX3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk1X3NlY29uZHNCHAoaX3Byb2JlX2xhdGVuY3lfcDk5X3NlY29uZHMi9AEKC0NoZWNrUmVwb3J0EhIKCmNvbW1hbmRfaWQYASABKAkSKwoMcHJvYmVfc3RhdHVzGAIgASgOMhUuaGl2ZS52MS5IZWFsdGhTdGF0dXMSHQoVcHJvYmVfbGF0ZW5jeV9zZWNvbmRzGAMgASgBEhQKDHByb2JlX2RldGFpbBgEIAEoCRIjCgVzdGF0cxgFIAEoCzIULmhpdmUudjEuV29ya2VyU3RhdHMSHQoQaGl2ZV9ydHRfc2Vjb25kcxgGIAEoAUgAiAEBEhYKDnVwdGltZV9zZWNvbmRzGAcgASgBQhMKEV9oaXZlX3J0dF9zZWNvbmRzIoQBCgxDb21wYWN0U3RhdHMSFQoNaW52ZW50b3J5X3NlcRgBIAEoBBIbChNncHVfbWVtb3J5X3VzZWRfbWliGAIgAygEEh8KF2dwdV91dGlsaXphdGlvbl9wZXJjZW50GAMgAygNEh8KF2dwdV90ZW1wZXJhdHVyZV9jZWxzaXVzGAQgAygRIoABCgdDb21tYW5kEhIKCmNvbW1hbmRfaWQYASABKAkSIgoEdHlwZRgCIAEoDjIULmhpdmUudjEuQ29tbWFuZFR5cGUSDgoGcmVhc29uGAMgASgJEi0KCWlzc3VlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7wEKEUhlYXJ0YmVhdFJlc3BvbnNlEg8KB2Fja19zZXEYASABKAQSIgoIY29tbWFuZHMYAiADKAsyEC5oaXZlLnYxLkNvbW1hbmQSNQoSaGVhcnRiZWF0X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCWhpdmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoFc3RhdGUYBSABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEhoKEmludmVudG9yeV9yZXF1aXJlZBgGIAEoCCJGChZIZWFydGJlYXRTdHJlYW1SZXF1ZXN0EiwKCWhlYXJ0YmVhdBgBIAEoCzIZLmhpdmUudjEuSGVhcnRiZWF0UmVxdWVzdCJIChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRItCgloZWFydGJlYXQYASABKAsyGi5oaXZlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIqgFCgZXb3JrZXISEQoJd29ya2VyX2lkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIrCgZsYWJlbHMYAyADKAsyGy5oaXZlLnYxLldvcmtlci5MYWJlbHNFbnRyeRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJbGFzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBISCgpzZXNzaW9uX2lkGAcgASgJEiUKBnN0YXR1cxgIIAEoDjIVLmhpdmUudjEuSGVhbHRoU3RhdHVzEhUKDXN0YXR1c19kZXRhaWwYCSABKAkSIwoFc3RhdHMYCiABKAsyFC5oaXZlLnYxLldvcmtlclN0YXRzEjEKDXJlZ2lzdGVyZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3N0YXRlX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtncmFjZV91bnRpbBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoOcmVzdGFydF9wb2xpY3kYDiABKAsyFi5oaXZlLnYxLlJlc3RhcnRQb2xpY3kSEQoJY29ubmVjdGVkGA8gASgIEhIKCmRlcGVuZHNfb24YECADKAkSEgoKYmxvY2tlZF9ieRgRIAMoCRIbChNkZXBlbmRzX29uX3NlbGVjdG9yGBIgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiwwIKFVJlZ2lzdGVyV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSOgoGbGFiZWxzGAIgAygLMiouaGl2ZS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QuTGFiZWxzRW50cnkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KDnJlc3RhcnRfcG9saWN5GAQgASgLMhYuaGl2ZS52MS5SZXN0YXJ0UG9saWN5EhQKDHJvdGF0ZV90b2tlbhgFIAEoCBISCgpkZXBlbmRzX29uGAYgAygJEhsKE2RlcGVuZHNfb25fc2VsZWN0b3IYByABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyEhQKDHdvcmtlcl90b2tlbhgCIAEoCSIxCgxMZWF2ZVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwCg1MZWF2ZVJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIjQKEUdldFdvcmtlclJlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmhpdmUudjEuV29ya2VyInkKEkxpc3RXb3JrZXJzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEhYKDmxhYmVsX3NlbGVjdG9yGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImQKE0xpc3RXb3JrZXJzUmVzcG9uc2USIAoHd29ya2VycxgBIAMoCzIPLmhpdmUudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFImcKE1dhdGNoV29ya2Vyc1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuaGl2ZS52MS5Xb3JrZXJTdGF0ZRIWCg5sYWJlbF9zZWxlY3RvchgCIAEoCRISCgpvbWl0X3N0YXRzGAMgASgIIlgKDFdvcmtlckNoYW5nZRInCgR0eXBlGAEgASgOMhkuaGl2ZS52MS5Xb3JrZXJDaGFuZ2VUeXBlEh8KBndvcmtlchgCIAEoCzIPLmhpdmUudjEuV29ya2VyIrIBChRXYXRjaFdvcmtlcnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUuaGl2ZS52MS5Xb3JrZXJDaGFuZ2USDgoGc3luY2VkGAIgASgIEi0KCWhpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPaGl2ZV9zdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChdEZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhoKGERlcmVnaXN0ZXJXb3JrZXJSZXNwb25zZSLVAQoFRXZlbnQSEAoIZXZlbnRfaWQYASABKAMSEQoJd29ya2VyX2lkGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYBCABKAkSKAoKZnJvbV9zdGF0ZRgFIAEoDjIULmhpdmUudjEuV29ya2VyU3RhdGUSJgoIdG9fc3RhdGUYBiABKA4yFC5oaXZlLnYxLldvcmtlclN0YXRlEg0KBWFjdG9yGAcgASgJEg4KBnJlYXNvbhgIIAEoCSJ4ChFMaXN0RXZlbnRzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5oaXZlLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLJAQoJVG9rZW5JbmZvEhAKCHRva2VuX2lkGAEgASgJEiIKBXNjb3BlGAIgASgOMhMuaGl2ZS52MS5Ub2tlblNjb3BlEhEKCXdvcmtlcl9pZBgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChJDcmVhdGVUb2tlblJlcXVlc3QSIgoFc2NvcGUYASABKA4yEy5oaXZlLnYxLlRva2VuU2NvcGUSEwoLZGVzY3JpcHRpb24YAiABKAkiRgoTQ3JlYXRlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIuaGl2ZS52MS5Ub2tlbkluZm8SDQoFdG9rZW4YAiABKAkiJgoSUmV2b2tlVG9rZW5SZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJIjcKE1Jldm9rZVRva2VuUmVzcG9uc2USIAoEaW5mbxgBIAEoCzISLmhpdmUudjEuVG9rZW5JbmZvIiwKEUxpc3RUb2tlbnNSZXF1ZXN0EhcKD2luY2x1ZGVfcmV2b2tlZBgBIAEoCCI4ChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIuaGl2ZS52MS5Ub2tlbkluZm8qgQEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAESGgoWSEVBTFRIX1NUQVRVU19ERUdSQURFRBACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMq+wEKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9QRU5ESU5HEAESGAoUV09SS0VSX1NUQVRFX0hFQUxUSFkQAhIZChVXT1JLRVJfU1RBVEVfREVHUkFERUQQAxIaChZXT1JLRVJfU1RBVEVfVU5IRUFMVEhZEAQSFgoSV09SS0VSX1NUQVRFX1NUQUxFEAUSGwoXV09SS0VSX1NUQVRFX1JFU1RBUlRJTkcQBhIXChNXT1JLRVJfU1RBVEVfRkFJTEVEEAcSFQoRV09SS0VSX1NUQVRFX0xFRlQQCCp1CgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIYChRDT01NQU5EX1RZUEVfUkVTVEFSVBABEhYKEkNPTU1BTkRfVFlQRV9EUkFJThACEhYKEkNPTU1BTkRfVFlQRV9DSEVDSxADKpQBChBXb3JrZXJDaGFuZ2VUeXBlEiIKHldPUktFUl9DSEFOR0VfVFlQRV9VTlNQRUNJRklFRBAAEhwKGFdPUktFUl9DSEFOR0VfVFlQRV9BRERFRBABEh4KGldPUktFUl9DSEFOR0VfVFlQRV9VUERBVEVEEAISHgoaV09SS0VSX0NIQU5HRV9UWVBFX1JFTU9WRUQQAyqdAQoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhUKEVRPS0VOX1NDT1BFX0FETUlOEAESFAoQVE9LRU5fU0NPUEVfSk9JThACEhYKElRPS0VOX1NDT1BFX1dPUktFUhADEhcKE1RPS0VOX1NDT1BFX01PTklUT1IQBBIUChBUT0tFTl9TQ09QRV9SRUFEEAUykgcKD1JlZ2lzdHJ5U2VydmljZRJRCg5SZWdpc3RlcldvcmtlchIeLmhpdmUudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Gh8uaGl2ZS52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEkIKCUhlYXJ0YmVhdBIZLmhpdmUudjEuSGVhcnRiZWF0UmVxdWVzdBoaLmhpdmUudjEuSGVhcnRiZWF0UmVzcG9uc2USWAoPSGVhcnRiZWF0U3RyZWFtEh8uaGl2ZS52MS5IZWFydGJlYXRTdHJlYW1SZXF1ZXN0GiAuaGl2ZS52MS5IZWFydGJlYXRTdHJlYW1SZXNwb25zZSgBMAESNgoFTGVhdmUSFS5oaXZlLnYxLkxlYXZlUmVxdWVzdBoWLmhpdmUudjEuTGVhdmVSZXNwb25zZRJCCglHZXRXb3JrZXISGS5oaXZlLnYxLkdldFdvcmtlclJlcXVlc3QaGi5oaXZlLnYxLkdldFdvcmtlclJlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuaGl2ZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5oaXZlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USTQoMV2F0Y2hXb3JrZXJzEhwuaGl2ZS52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Gh0uaGl2ZS52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABElcKEERlcmVnaXN0ZXJXb3JrZXISIC5oaXZlLnYxLkRlcmVnaXN0ZXJXb3JrZXJSZXF1ZXN0GiEuaGl2ZS52MS5EZXJlZ2lzdGVyV29ya2VyUmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmhpdmUudjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5oaXZlLnYxLkxpc3RFdmVudHNSZXNwb25zZRJICgtDcmVhdGVUb2tlbhIbLmhpdmUudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhwuaGl2ZS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkgKC1Jldm9rZVRva2VuEhsuaGl2ZS52MS5SZXZva2VUb2tlblJlcXVlc3QaHC5oaXZlLnYxLlJldm9rZVRva2VuUmVzcG9uc2USRQoKTGlzdFRva2VucxIaLmhpdmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaGy5oaXZlLnYxLkxpc3RUb2tlbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hive_v1_policy]);
 
 /**
  * GpuStats is one GPU as nvidia-smi reports it.
@@ -312,6 +312,16 @@ export type HeartbeatRequest = Message<"hive.v1.HeartbeatRequest"> & {
    * @generated from field: repeated hive.v1.CheckReport check_reports = 16;
    */
   checkReports: CheckReport[];
+
+  /**
+   * Set in the compact form: the values that change between heartbeats, for
+   * the GPUs and collectors of an inventory the hive already holds. Then
+   * `gpus` is empty and `collectors` lists only the collectors that failed
+   * or changed since the inventory. Absent in the full form.
+   *
+   * @generated from field: hive.v1.CompactStats compact = 17;
+   */
+  compact?: CompactStats | undefined;
 };
 
 /**
@@ -381,6 +391,51 @@ export const CheckReportSchema: GenMessage<CheckReport> = /*@__PURE__*/
   messageDesc(file_hive_v1_registry, 6);
 
 /**
+ * CompactStats is the changing part of a heartbeat that refers to the GPU
+ * and collector inventory of an earlier full heartbeat of the same session.
+ * Each repeated field has one value per GPU of that inventory, in its order,
+ * or none (the GPUs do not report that value).
+ *
+ * @generated from message hive.v1.CompactStats
+ */
+export type CompactStats = Message<"hive.v1.CompactStats"> & {
+  /**
+   * The seq of the full heartbeat of this session that carried the inventory.
+   *
+   * @generated from field: uint64 inventory_seq = 1;
+   */
+  inventorySeq: bigint;
+
+  /**
+   * Memory in use per GPU, MiB.
+   *
+   * @generated from field: repeated uint64 gpu_memory_used_mib = 2;
+   */
+  gpuMemoryUsedMib: bigint[];
+
+  /**
+   * Utilisation per GPU, whole percent (0..100).
+   *
+   * @generated from field: repeated uint32 gpu_utilization_percent = 3;
+   */
+  gpuUtilizationPercent: number[];
+
+  /**
+   * Temperature per GPU, whole degrees Celsius.
+   *
+   * @generated from field: repeated sint32 gpu_temperature_celsius = 4;
+   */
+  gpuTemperatureCelsius: number[];
+};
+
+/**
+ * Describes the message hive.v1.CompactStats.
+ * Use `create(CompactStatsSchema)` to create a new message.
+ */
+export const CompactStatsSchema: GenMessage<CompactStats> = /*@__PURE__*/
+  messageDesc(file_hive_v1_registry, 7);
+
+/**
  * Command is an instruction from the hive to one worker's agent.
  *
  * @generated from message hive.v1.Command
@@ -412,7 +467,7 @@ export type Command = Message<"hive.v1.Command"> & {
  * Use `create(CommandSchema)` to create a new message.
  */
 export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 7);
+  messageDesc(file_hive_v1_registry, 8);
 
 /**
  * HeartbeatResponse acknowledges one heartbeat.
@@ -448,6 +503,15 @@ export type HeartbeatResponse = Message<"hive.v1.HeartbeatResponse"> & {
    * @generated from field: hive.v1.WorkerState state = 5;
    */
   state: WorkerState;
+
+  /**
+   * Set when a compact heartbeat referred to an inventory this hive does not
+   * hold (it restarted, or the stream landed on another replica): the
+   * heartbeat counted, its GPU values did not; send the next one in full.
+   *
+   * @generated from field: bool inventory_required = 6;
+   */
+  inventoryRequired: boolean;
 };
 
 /**
@@ -455,7 +519,7 @@ export type HeartbeatResponse = Message<"hive.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 8);
+  messageDesc(file_hive_v1_registry, 9);
 
 /**
  * HeartbeatStreamRequest is one message on the agent's stream.
@@ -474,7 +538,7 @@ export type HeartbeatStreamRequest = Message<"hive.v1.HeartbeatStreamRequest"> &
  * Use `create(HeartbeatStreamRequestSchema)` to create a new message.
  */
 export const HeartbeatStreamRequestSchema: GenMessage<HeartbeatStreamRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 9);
+  messageDesc(file_hive_v1_registry, 10);
 
 /**
  * HeartbeatStreamResponse is an acknowledgement, pushed commands, or both.
@@ -493,7 +557,7 @@ export type HeartbeatStreamResponse = Message<"hive.v1.HeartbeatStreamResponse">
  * Use `create(HeartbeatStreamResponseSchema)` to create a new message.
  */
 export const HeartbeatStreamResponseSchema: GenMessage<HeartbeatStreamResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 10);
+  messageDesc(file_hive_v1_registry, 11);
 
 /**
  * Worker is one registered worker.
@@ -613,7 +677,7 @@ export type Worker = Message<"hive.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 11);
+  messageDesc(file_hive_v1_registry, 12);
 
 /**
  * RegisterWorkerRequest registers or re-registers a worker.
@@ -670,7 +734,7 @@ export type RegisterWorkerRequest = Message<"hive.v1.RegisterWorkerRequest"> & {
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 12);
+  messageDesc(file_hive_v1_registry, 13);
 
 /**
  * RegisterWorkerResponse carries the only copy of the worker token.
@@ -694,7 +758,7 @@ export type RegisterWorkerResponse = Message<"hive.v1.RegisterWorkerResponse"> &
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 13);
+  messageDesc(file_hive_v1_registry, 14);
 
 /**
  * LeaveRequest announces a clean shutdown.
@@ -718,7 +782,7 @@ export type LeaveRequest = Message<"hive.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 14);
+  messageDesc(file_hive_v1_registry, 15);
 
 /**
  * LeaveResponse is empty.
@@ -737,7 +801,7 @@ export type LeaveResponse = Message<"hive.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 15);
+  messageDesc(file_hive_v1_registry, 16);
 
 /**
  * GetWorkerRequest names one worker.
@@ -756,7 +820,7 @@ export type GetWorkerRequest = Message<"hive.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 16);
+  messageDesc(file_hive_v1_registry, 17);
 
 /**
  * GetWorkerResponse holds the worker.
@@ -775,7 +839,7 @@ export type GetWorkerResponse = Message<"hive.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 17);
+  messageDesc(file_hive_v1_registry, 18);
 
 /**
  * ListWorkersRequest filters and pages the registry.
@@ -813,7 +877,7 @@ export type ListWorkersRequest = Message<"hive.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 18);
+  messageDesc(file_hive_v1_registry, 19);
 
 /**
  * ListWorkersResponse is one page, ordered by worker_id.
@@ -842,7 +906,7 @@ export type ListWorkersResponse = Message<"hive.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 19);
+  messageDesc(file_hive_v1_registry, 20);
 
 /**
  * WatchWorkersRequest filters the watch like ListWorkers.
@@ -859,6 +923,14 @@ export type WatchWorkersRequest = Message<"hive.v1.WatchWorkersRequest"> & {
    * @generated from field: string label_selector = 2;
    */
   labelSelector: string;
+
+  /**
+   * Workers come without `stats` (liveness only, as the monitor needs):
+   * smaller messages for a watch that sees every heartbeat.
+   *
+   * @generated from field: bool omit_stats = 3;
+   */
+  omitStats: boolean;
 };
 
 /**
@@ -866,7 +938,7 @@ export type WatchWorkersRequest = Message<"hive.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 20);
+  messageDesc(file_hive_v1_registry, 21);
 
 /**
  * WorkerChange is one change to one worker.
@@ -890,7 +962,7 @@ export type WorkerChange = Message<"hive.v1.WorkerChange"> & {
  * Use `create(WorkerChangeSchema)` to create a new message.
  */
 export const WorkerChangeSchema: GenMessage<WorkerChange> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 21);
+  messageDesc(file_hive_v1_registry, 22);
 
 /**
  * WatchWorkersResponse carries changes in order; heartbeat touches of one
@@ -931,7 +1003,7 @@ export type WatchWorkersResponse = Message<"hive.v1.WatchWorkersResponse"> & {
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 22);
+  messageDesc(file_hive_v1_registry, 23);
 
 /**
  * DeregisterWorkerRequest names the worker to remove.
@@ -955,7 +1027,7 @@ export type DeregisterWorkerRequest = Message<"hive.v1.DeregisterWorkerRequest">
  * Use `create(DeregisterWorkerRequestSchema)` to create a new message.
  */
 export const DeregisterWorkerRequestSchema: GenMessage<DeregisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 23);
+  messageDesc(file_hive_v1_registry, 24);
 
 /**
  * DeregisterWorkerResponse is empty.
@@ -970,7 +1042,7 @@ export type DeregisterWorkerResponse = Message<"hive.v1.DeregisterWorkerResponse
  * Use `create(DeregisterWorkerResponseSchema)` to create a new message.
  */
 export const DeregisterWorkerResponseSchema: GenMessage<DeregisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 24);
+  messageDesc(file_hive_v1_registry, 25);
 
 /**
  * Event is one row of the event log.
@@ -1029,7 +1101,7 @@ export type Event = Message<"hive.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 25);
+  messageDesc(file_hive_v1_registry, 26);
 
 /**
  * ListEventsRequest pages the event log, newest first.
@@ -1067,7 +1139,7 @@ export type ListEventsRequest = Message<"hive.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 26);
+  messageDesc(file_hive_v1_registry, 27);
 
 /**
  * ListEventsResponse is one page.
@@ -1091,7 +1163,7 @@ export type ListEventsResponse = Message<"hive.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 27);
+  messageDesc(file_hive_v1_registry, 28);
 
 /**
  * TokenInfo describes a token without its secret.
@@ -1135,7 +1207,7 @@ export type TokenInfo = Message<"hive.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 28);
+  messageDesc(file_hive_v1_registry, 29);
 
 /**
  * CreateTokenRequest asks for a join, read or monitor token.
@@ -1159,7 +1231,7 @@ export type CreateTokenRequest = Message<"hive.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 29);
+  messageDesc(file_hive_v1_registry, 30);
 
 /**
  * CreateTokenResponse carries the only copy of the secret.
@@ -1183,7 +1255,7 @@ export type CreateTokenResponse = Message<"hive.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 30);
+  messageDesc(file_hive_v1_registry, 31);
 
 /**
  * RevokeTokenRequest names the token to revoke.
@@ -1202,7 +1274,7 @@ export type RevokeTokenRequest = Message<"hive.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 31);
+  messageDesc(file_hive_v1_registry, 32);
 
 /**
  * RevokeTokenResponse is the revoked token.
@@ -1221,7 +1293,7 @@ export type RevokeTokenResponse = Message<"hive.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 32);
+  messageDesc(file_hive_v1_registry, 33);
 
 /**
  * ListTokensRequest lists tokens.
@@ -1240,7 +1312,7 @@ export type ListTokensRequest = Message<"hive.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 33);
+  messageDesc(file_hive_v1_registry, 34);
 
 /**
  * ListTokensResponse lists tokens.
@@ -1259,7 +1331,7 @@ export type ListTokensResponse = Message<"hive.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_hive_v1_registry, 34);
+  messageDesc(file_hive_v1_registry, 35);
 
 /**
  * HealthStatus is what a worker reports about itself.
