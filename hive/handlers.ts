@@ -16,7 +16,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToTimestamp, timestampToMs } from '../lib/duration.js';
 import { principalOf } from './auth.js';
-import { invalidArgument, notFound, permissionDenied } from './errors.js';
+import { invalidArgument, notFound, permissionDenied, resourceExhausted } from './errors.js';
 import { decodePageToken, encodePageToken, pageSize } from './paging.js';
 import type { Registry } from './registry.js';
 import { heartbeatResultOf, type HeartbeatResult } from './metrics.js';
@@ -37,6 +37,8 @@ export interface HandlerDeps {
   onStream?: (delta: number) => void;
   /** Called once per heartbeat with its outcome and how long handling it took (metrics). */
   onHeartbeat?: (result: HeartbeatResult, seconds: number) => void;
+  /** Open HeartbeatStreams one worker may hold; 0 or absent: no limit. */
+  maxStreamsPerWorker?: number;
 }
 
 export const toEventMessage = (e: EventRow) =>
@@ -107,7 +109,11 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const p = principalOf(ctx);
       if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
       const workerId = p.workerId;
-      registry.get(workerId);
+      const w = registry.get(workerId);
+      // A worker needs one stream; a few more cover a reconnect racing the
+      // old connection's teardown. Beyond that it is a leak or an attack.
+      const maxStreams = deps.maxStreamsPerWorker ?? 0;
+      if (maxStreams > 0 && w.streams >= maxStreams) throw resourceExhausted(`worker "${workerId}" already has ${w.streams} open heartbeat streams (limit ${maxStreams})`);
       // Replies to heartbeats and commands pushed unasked share one outbox.
       const out: HeartbeatStreamResponse[] = [];
       let wake: (() => void) | null = null;

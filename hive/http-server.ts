@@ -2,9 +2,12 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type tls from 'node:tls';
+import { createContextValues } from '@connectrpc/connect';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../lib/logger.js';
 import { connectRoutes, type Mounted } from './routes.js';
+import { identityOf, peerKey, type TlsFiles } from './tls.js';
 
 // The HTTP port: Connect (JSON and binary), gRPC-Web and gRPC over
 // HTTP/1.1 and cleartext HTTP/2 on one socket, plus /metrics, /healthz and
@@ -25,6 +28,12 @@ export interface HttpDeps {
   shutdownSignal?: AbortSignal;
 }
 
+function peerOf(req: http.IncomingMessage | http2.Http2ServerRequest) {
+  const socket = req.socket as tls.TLSSocket;
+  if (typeof socket?.getPeerCertificate !== 'function' || !socket.authorized) return undefined;
+  return identityOf(socket.getPeerCertificate());
+}
+
 export function createHttpHandler(deps: HttpDeps) {
   return connectNodeAdapter({
     routes: connectRoutes(deps.mounted),
@@ -33,6 +42,11 @@ export function createHttpHandler(deps: HttpDeps) {
     grpc: true,
     grpcWeb: true,
     connect: true,
+    contextValues(req) {
+      const values = createContextValues();
+      const peer = peerOf(req);
+      return peer ? values.set(peerKey, peer) : values;
+    },
     fallback(req, res) {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname === '/metrics') {
@@ -68,7 +82,8 @@ export interface DualServer {
   close(): Promise<void>;
 }
 
-export async function listenHttp(handler: ReturnType<typeof createHttpHandler>, host: string, port: number): Promise<DualServer> {
+export async function listenHttp(handler: ReturnType<typeof createHttpHandler>, host: string, port: number, tlsFiles?: TlsFiles): Promise<DualServer> {
+  if (tlsFiles) return listenHttps(handler, host, port, tlsFiles);
   const h1 = http.createServer(handler);
   const h2 = http2.createServer({}, handler);
   h1.keepAliveTimeout = 65_000;
@@ -98,6 +113,40 @@ export async function listenHttp(handler: ReturnType<typeof createHttpHandler>, 
       new Promise<void>((resolve) => {
         front.close(() => resolve());
         h1.closeAllConnections();
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+/**
+ * The HTTP port over TLS: HTTP/2 and HTTP/1.1 (ALPN) from one server. With
+ * a client CA, a connection without a certificate it signed is refused in
+ * the handshake, /metrics and /healthz included (scrapers and probes then
+ * present a certificate too).
+ */
+async function listenHttps(handler: ReturnType<typeof createHttpHandler>, host: string, port: number, t: TlsFiles): Promise<DualServer> {
+  const mutual = t.clientCa !== undefined;
+  const server = http2.createSecureServer(
+    { cert: t.cert, key: t.key, ca: t.clientCa, requestCert: mutual, rejectUnauthorized: mutual, allowHTTP1: true, minVersion: 'TLSv1.2' },
+    handler,
+  );
+  const sockets = new Set<net.Socket>();
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  // A plaintext client or a failed handshake is that client's problem, not the server's.
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as net.AddressInfo;
+  return {
+    port: addr.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
         for (const s of sockets) s.destroy();
       }),
   };

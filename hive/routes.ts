@@ -9,6 +9,7 @@ import { createControlHandlers, type ControlDeps } from './control-handlers.js';
 import { createRegistryHandlers, type HandlerDeps } from './handlers.js';
 import { createHealthHandlers, type HealthState } from './health-service.js';
 import { heartbeatResultOf } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
 import { createReflectionHandlers, ReflectionV1, ReflectionV1Alpha } from './reflection.js';
 
 // Every service the hive serves, guarded, as one list: the gRPC port and
@@ -50,14 +51,14 @@ export interface Mounted {
   impl: ServiceImpl<DescService>;
 }
 
-export function createServices(deps: HandlerDeps & ControlDeps & { health: HealthState; log: Logger }): Mounted[] {
+export function createServices(deps: HandlerDeps & ControlDeps & { health: HealthState; log: Logger; limiter?: RateLimiter }): Mounted[] {
   // Heartbeats refused at the door (no token, wrong scope) count as heartbeat results too.
   const onRejected = (method: string, err: unknown) => {
     if (method === 'Heartbeat' || method === 'HeartbeatStream') deps.onHeartbeat?.(heartbeatResultOf(err), 0);
   };
   const guard = <S extends DescService>(service: S, impl: ServiceImpl<S>, rules: ScopeRules): Mounted => ({
     service,
-    impl: guardService(service, impl, { tokens: deps.registry.tokens, rules, log: deps.log, onRejected }) as unknown as ServiceImpl<DescService>,
+    impl: guardService(service, impl, { tokens: deps.registry.tokens, rules, log: deps.log, onRejected, limiter: deps.limiter }) as unknown as ServiceImpl<DescService>,
   });
   const reflection = createReflectionHandlers([RegistryService, ControlService, Health]);
   return [

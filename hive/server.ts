@@ -5,11 +5,13 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
-import { addService, listenGrpc } from './grpc-server.js';
+import { addService, grpcServerCredentials, listenGrpc } from './grpc-server.js';
 import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
+import { createRateLimiter, RATE_DEFAULTS } from './rate-limit.js';
 import { createRegistry, type Registry } from './registry.js';
+import { loadTlsFiles } from './tls.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
 import { createStatusPages } from './status-page.js';
@@ -41,6 +43,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     maxWorkers: config.metricsMaxWorkers,
   });
 
+  const tls = loadTlsFiles(config);
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema });
   try {
     registry = await createRegistry({
@@ -73,6 +76,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     health,
     onStream: metrics.stream,
     onHeartbeat: metrics.heartbeat,
+    limiter: createRateLimiter({ clock, perSecond: config.rateLimit ?? RATE_DEFAULTS.perSecond, burst: config.rateBurst ?? RATE_DEFAULTS.burst }),
+    maxStreamsPerWorker: config.maxStreamsPerWorker ?? RATE_DEFAULTS.streamsPerWorker,
   });
 
   const grpcServer = new grpc.Server({
@@ -82,7 +87,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });
   for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes });
-  const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`);
+  const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`, grpcServerCredentials(tls));
 
   const http = await listenHttp(
     createHttpHandler({
@@ -105,12 +110,13 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     }),
     config.httpAddr.host,
     config.httpAddr.port,
+    tls,
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
   registry.start();
   retention.start();
   health.set(true);
-  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite' }, 'hive serving');
+  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite', tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off' }, 'hive serving');
 
   let stopped: Promise<void> | null = null;
   return {
@@ -124,7 +130,15 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         health.set(false);
         shutdown.abort();
         registry!.hub.closeAll();
-        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        // In-flight calls get a moment to finish; a client that never
+        // half-closes its stream must not hold the shutdown forever.
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
         await http.close();
         await retention.stop();
         await registry!.stop();

@@ -1,6 +1,7 @@
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
+import { hiveBaseUrl, type ClientTls } from '../lib/tls-client.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 
 // The monitor's side of the hive's API, as the narrow interface its parts
@@ -24,10 +25,10 @@ export interface HiveApi {
   listSilences(): Promise<Silence[]>;
 }
 
-export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number } = {}): HiveApi {
-  const baseUrl = /^https?:\/\//.test(addr) ? addr : `http://${addr}`;
+export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number; tls?: ClientTls } = {}): HiveApi {
   const transport = createGrpcTransport({
-    baseUrl,
+    baseUrl: hiveBaseUrl(addr, opts.tls),
+    nodeOptions: opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
     // Notice a dead connection without waiting for TCP; 15 s stays above
     // the hive's minimum ping interval (10 s).
     pingIntervalMs: 15_000,

@@ -3,6 +3,7 @@ import { CommandType } from '../gen/hive/v1/registry_pb.js';
 import { systemClock } from '../lib/clock.js';
 import { ConfigError } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { loadClientTls } from '../lib/tls-client.js';
 import { createAgent } from './agent.js';
 import { createDiskCollector } from './collectors/disk.js';
 import { createGpuCollector } from './collectors/gpu.js';
@@ -39,7 +40,7 @@ if (config.command.length > 0) {
 }
 
 const agent = createAgent({
-  client: createRegistryClient(config.hive),
+  client: createRegistryClient(config.hive, loadClientTls(config)),
   clock,
   log,
   workerId: config.workerId,
