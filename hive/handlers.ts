@@ -24,6 +24,7 @@ import { matchesSelector, parseSelector } from './selector.js';
 import type { EventRow, Store, TokenRow } from './store/store.js';
 import { newTokenRow } from './tokens.js';
 import type { WatchFilter } from './watch-hub.js';
+import { checkString, checkWorkerId } from './validate.js';
 import { toWorkerMessage } from './worker.js';
 
 // RegistryService handlers, written once and served by both transports.
@@ -69,6 +70,7 @@ function watchFilter(states: WorkerState[], selector: string): WatchFilter | nul
 }
 
 const WATCH_BATCH = 500;
+const TOKEN_ID = /^tok_[0-9a-f]{16}$/;
 
 export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof RegistryService> {
   const { registry, store, clock } = deps;
@@ -168,6 +170,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async leave(req, ctx) {
+      // The reason lands in the event log: the same rules as any other text.
+      checkString('reason', req.reason);
       const w = await registry.leave(principalOf(ctx), req.workerId, req.reason);
       return { worker: toWorkerMessage(w) };
     },
@@ -237,6 +241,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async deregisterWorker(req) {
+      checkString('reason', req.reason);
       await registry.deregister(req.workerId, 'admin', req.reason);
       return {};
     },
@@ -250,6 +255,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       } catch {
         throw invalidArgument('page_token is not valid for this call');
       }
+      if (req.workerId) checkWorkerId(req.workerId);
       const rows = await store.listEvents({ workerId: req.workerId || undefined, beforeId, since: timestampToMs(req.since), limit: size + 1 });
       const more = rows.length > size;
       const page = rows.slice(0, size);
@@ -262,7 +268,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     async createToken(req) {
       if (req.scope !== TokenScope.JOIN && req.scope !== TokenScope.READ && req.scope !== TokenScope.MONITOR)
         throw invalidArgument('scope must be JOIN, READ or MONITOR (worker tokens come from RegisterWorker)');
-      const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description.slice(0, 256) });
+      checkString('description', req.description);
+      const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description });
       await store.createToken(row);
       registry.tokens.add(row);
       deps.log.info({ tokenId: row.tokenId, scope: TokenScope[row.scope] }, 'token created');
@@ -270,6 +277,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async revokeToken(req) {
+      // Ids are ours (tok_ and hex); anything else cannot exist and never reaches the database.
+      if (!TOKEN_ID.test(req.tokenId)) throw notFound('no such token');
       const row = await store.revokeToken(req.tokenId, clock.now());
       if (!row) throw notFound(`token "${req.tokenId}" does not exist`);
       registry.tokens.removeById(req.tokenId);
