@@ -10,13 +10,13 @@ import { pool } from './support/raw-grpc.js';
 import { createFleet, type Fleet } from './support/fleet.js';
 import { createOwnedPostgres, type OwnedPostgres } from './support/postgres.js';
 
-// PostgreSQL goes away for HIVE_FAULT_PG_DOWN_S seconds (10 by default, 60
-// in the long run) under a heartbeating fleet: heartbeats keep being
+// PostgreSQL goes away for HIVE_FAULT_PG_DOWN_S seconds (5 in the default
+// `npm test`, 10 in `npm run test:faults`, 60 in test:faults:long) under a heartbeating fleet: heartbeats keep being
 // accepted, state changes and Leaves are acknowledged and queue in the
 // outbox until the database returns, registrations fail with Unavailable
 // and leave nothing behind, /healthz says what is wrong.
 
-const DOWN_S = Number(process.env.HIVE_FAULT_PG_DOWN_S || 10);
+const DOWN_S = Number(process.env.HIVE_FAULT_PG_DOWN_S || 5);
 const FLEET = 50;
 const ADMIN = 'hive_adm_pg-outage-admin-0123456789abcdef';
 
