@@ -16,6 +16,7 @@ import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
 import { createStatusPages } from './status-page.js';
 import { openStore } from './store/open.js';
+import { watchStoreWrites } from './store/store-health.js';
 import { hashToken } from './tokens.js';
 import { LIMITS } from './validate.js';
 
@@ -44,7 +45,11 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   });
 
   const tls = loadTlsFiles(config);
-  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema });
+  const watched = watchStoreWrites(await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema }), {
+    log: log.child({ component: 'store' }),
+    prom,
+  });
+  const store = watched.store;
   try {
     registry = await createRegistry({
       store,
@@ -105,6 +110,8 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         } catch (err) {
           problems.push(`database: ${(err as Error).message}`);
         }
+        const writes = watched.health.problem();
+        if (writes !== null && problems.every((p) => !p.startsWith('database'))) problems.push(writes);
         return problems;
       },
     }),
