@@ -95,7 +95,7 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
   const clock = options.clock ?? systemClock;
   const heartbeats = new Counter({
     name: 'hive_heartbeats_received_total',
-    help: 'Heartbeats received, by result (ok, unauthenticated, denied, invalid, replay, not_found, error).',
+    help: 'Heartbeats received, by result (ok, unauthenticated, denied, invalid, replay, not_found, limited, error).',
     labelNames: ['result'],
     registers: [prom],
   });
