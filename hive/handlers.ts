@@ -75,6 +75,8 @@ const TOKEN_ID = /^tok_[0-9a-f]{16}$/;
 export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof RegistryService> {
   const { registry, store, clock } = deps;
   const counted = deps.onHeartbeat ?? (() => {});
+  /** Per worker, how to end each of its open HeartbeatStreams (insertion order: oldest first). */
+  const openStreams = new Map<string, Set<() => void>>();
   // The hot path: one clock read on each side, nothing allocated for metrics.
   const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest) => {
     const t0 = performance.now();
@@ -111,11 +113,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const p = principalOf(ctx);
       if (p.scope !== TokenScope.WORKER || !p.workerId) throw permissionDenied('HeartbeatStream needs a worker token');
       const workerId = p.workerId;
-      const w = registry.get(workerId);
-      // A worker needs one stream; a few more cover a reconnect racing the
-      // old connection's teardown. Beyond that it is a leak or an attack.
-      const maxStreams = deps.maxStreamsPerWorker ?? 0;
-      if (maxStreams > 0 && w.streams >= maxStreams) throw resourceExhausted(`worker "${workerId}" already has ${w.streams} open heartbeat streams (limit ${maxStreams})`);
+      registry.get(workerId);
       // Replies to heartbeats and commands pushed unasked share one outbox.
       const out: HeartbeatStreamResponse[] = [];
       let wake: (() => void) | null = null;
@@ -133,6 +131,22 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           notify();
         }
       });
+      // A worker needs one stream; a few more cover reconnects racing the
+      // teardown of connections that died silently (half-open TCP lingers
+      // until keepalive notices). Past the limit the oldest stream is
+      // ended, not the new one: the newest is the one the agent is using.
+      const maxStreams = deps.maxStreamsPerWorker ?? 0;
+      let evicted = false;
+      const evict = () => {
+        evicted = true;
+        failure ??= resourceExhausted(`replaced by a newer heartbeat stream of worker "${workerId}" (limit ${maxStreams} per worker)`);
+        done = true;
+        notify();
+      };
+      let mine = openStreams.get(workerId);
+      if (!mine) openStreams.set(workerId, (mine = new Set()));
+      mine.add(evict);
+      if (maxStreams > 0) for (const old of [...mine].slice(0, Math.max(0, mine.size - maxStreams))) old();
       registry.streamOpened(workerId);
       deps.onStream?.(1);
       const reader = (async () => {
@@ -162,10 +176,15 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           });
         }
       } finally {
+        mine.delete(evict);
+        if (mine.size === 0 && openStreams.get(workerId) === mine) openStreams.delete(workerId);
         unlisten();
         registry.streamClosed(workerId);
         deps.onStream?.(-1);
-        await reader.catch(() => undefined);
+        // An evicted stream's reader may wait on a client that never sends
+        // again; the call ends with our status and takes the reader with it.
+        if (evicted) void reader.catch(() => undefined);
+        else await reader.catch(() => undefined);
       }
     },
 

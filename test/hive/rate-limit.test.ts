@@ -107,7 +107,7 @@ describe('limits on a real hive (ManualClock)', () => {
     await expect(hb(7n)).rejects.toMatchObject({ code: Code.ResourceExhausted });
   });
 
-  it('caps open streams per worker and charges every streamed heartbeat', async () => {
+  it('caps open streams per worker (the oldest gives way) and charges every streamed heartbeat', async () => {
     const c = client();
     const { workerToken } = await c.registerWorker({ workerId: 'rl-2', heartbeatInterval: msToDuration(1000) }, auth(hive.adminToken));
     const opened: Array<AbortController> = [];
@@ -125,10 +125,15 @@ describe('limits on a real hive (ManualClock)', () => {
       return { acks, done };
     };
     const a = open(1, 100n);
+    await vitestEventually(() => a.acks.length === 1);
     const b = open(1, 200n);
-    await vitestEventually(() => a.acks.length === 1 && b.acks.length === 1);
+    await vitestEventually(() => b.acks.length === 1);
     expect(hive.registry.get('rl-2').streams).toBe(2);
-    expect(await open(1, 300n).done).toBe('ResourceExhausted');
+    // A third stream is served; the oldest one makes room (the newest is the one an agent uses).
+    const third = open(1, 300n);
+    expect(await a.done).toBe('ResourceExhausted');
+    await vitestEventually(() => third.acks.length === 1);
+    expect(hive.registry.get('rl-2').streams).toBe(2);
     for (const ctl of opened) ctl.abort();
     await vitestEventually(() => hive.registry.get('rl-2').streams === 0);
     await clock.advance(10_000);
