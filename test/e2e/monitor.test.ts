@@ -279,7 +279,12 @@ describe('monitor end to end (real hive, monitors, agents)', () => {
     const hooks = alerts('/restart-hook').filter((r) => r.body.worker_id === 'e-fail');
     expect(hooks.map((h) => h.body.attempt)).toEqual([1, 2]);
     expect(hooks[0].body).toMatchObject({ kind: 'hive.restart', trigger: 'stale', max_attempts: 2, labels: { suite: 'main' } });
-    const k = await kinds('e-fail');
+    // The state is visible in memory a moment before its event row is committed (the event is
+    // durable before the monitor's call returns, not before another reader sees the state).
+    const k = await eventually(async () => {
+      const ks = await kinds('e-fail');
+      return ks.includes('gave_up') ? ks : null;
+    }, 10_000, 'the gave_up event');
     expect(k.slice(k.indexOf('marked_stale'))).toEqual(['marked_stale', 'restarting', 'restart_issued', 'restart_failed', 'restart_issued', 'restart_failed', 'gave_up']);
     const generic = await eventually(() => alerts('/generic').find((a) => a.body.rule === 'worker_failed' && a.body.worker_id === 'e-fail'), 10_000, 'the critical alert');
     expect(generic.body).toMatchObject({ severity: 'critical', source: 'hive-monitor', labels: { suite: 'main' } });

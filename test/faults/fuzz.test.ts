@@ -415,7 +415,8 @@ describe('hostile input against a real hive', () => {
         : unaryCode(raw, path, k.bytes[0], k.token),
       );
       for (const [j, k] of sample.entries()) {
-        for (const b of k.bytes) if (k.token && !Object.values(tokens).includes(k.token)) secrets.add(k.token), void b;
+        // Made-up tokens count as secrets too: the hive must not echo whatever it was sent.
+        if (k.token && !Object.values(tokens).includes(k.token)) secrets.add(k.token);
         byKind.set(`${name} ${k.kind}`, (byKind.get(`${name} ${k.kind}`) ?? 0) + 1);
         if (codes[j] === 2 || codes[j] === 13) crashes++;
         if (codes[j] !== k.expect && mismatches.length < 20) mismatches.push(`${name} ${k.kind}: expected ${CODE_NAME[k.expect]}, got ${CODE_NAME[codes[j]] ?? codes[j]}`);
