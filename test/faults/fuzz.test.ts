@@ -501,6 +501,9 @@ describe('hostile input against a real hive', () => {
     leaked = found.size;
     expect(examples).toEqual([]);
     const internal = hive.lines.filter((l) => /"level":(50|60)/.test(l));
+    // Rejections quote what was sent, bounded: 64 KiB ids do not become 64 KiB log lines.
+    const longest = Math.max(...hive.lines.filter((l) => l.startsWith('{"level":20')).map((l) => l.length));
+    expect(longest).toBeLessThan(2048);
     report(ctx, { 'leaked secrets': leaked, crashes: internal.length });
     expect(leaked).toBe(0);
     expect(internal).toEqual([]);
