@@ -1,7 +1,10 @@
 import { Command } from 'commander';
 import { parseDurationMs } from '../lib/duration.js';
-import { listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
+import { accessSync, constants } from 'node:fs';
+import { ConfigError, listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
 import { METRICS_DEFAULTS, metricLabelNames } from './metrics.js';
+import { RATE_DEFAULTS } from './rate-limit.js';
+import { tlsProblems } from './tls.js';
 
 export const HIVE_SETTINGS = {
   grpcAddr: setting({ flag: 'grpc-addr', env: 'HIVE_GRPC_ADDR', description: 'gRPC listen address (agents, grpc-js)', default: parseAddr('127.0.0.1:50051'), parse: parseAddr }),
@@ -57,6 +60,33 @@ export const HIVE_SETTINGS = {
   writeBehind: setting({ flag: 'write-behind', env: 'HIVE_WRITE_BEHIND', description: 'how often heartbeat snapshots are written to the database', default: 2000, parse: parseDurationMs }),
   eventRetention: setting({ flag: 'event-retention', env: 'HIVE_EVENT_RETENTION', description: 'how long events are kept', default: 30 * 86_400_000, parse: parseDurationMs }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
+  tlsCert: setting<string | undefined>({ flag: 'tls-cert', env: 'HIVE_TLS_CERT', description: 'PEM certificate (chain) of the hive; with --tls-key both ports speak TLS only', parse: readablePath }),
+  tlsKey: setting<string | undefined>({ flag: 'tls-key', env: 'HIVE_TLS_KEY', description: 'PEM private key of --tls-cert', parse: readablePath }),
+  tlsClientCa: setting<string | undefined>({
+    flag: 'tls-client-ca',
+    env: 'HIVE_TLS_CLIENT_CA',
+    description: "PEM CA for mutual TLS: every client needs a certificate it signed, and a worker's certificate must name its worker id (CN or SAN)",
+    parse: readablePath,
+  }),
+  rateLimit: setting({
+    flag: 'rate-limit',
+    env: 'HIVE_RATE_LIMIT',
+    description: 'requests per second one worker or join token may make, on average (0: no limit); more get ResourceExhausted',
+    default: RATE_DEFAULTS.perSecond as number,
+    parse: nonNegative,
+  }),
+  rateBurst: setting({ flag: 'rate-burst', env: 'HIVE_RATE_BURST', description: 'requests one worker or join token may make at once above --rate-limit', default: RATE_DEFAULTS.burst as number, parse: nonNegative }),
+  maxStreamsPerWorker: setting({
+    flag: 'max-streams-per-worker',
+    env: 'HIVE_MAX_STREAMS_PER_WORKER',
+    description: 'open HeartbeatStreams one worker may hold (0: no limit); more get ResourceExhausted',
+    default: RATE_DEFAULTS.streamsPerWorker as number,
+    parse: (s) => {
+      const n = nonNegative(s);
+      if (!Number.isInteger(n)) throw new Error('must be a whole number');
+      return n;
+    },
+  }),
   metricsPerWorker: setting({
     flag: 'metrics-per-worker',
     env: 'HIVE_METRICS_PER_WORKER',
@@ -88,6 +118,21 @@ export const HIVE_SETTINGS = {
   }),
 };
 
+function readablePath(s: string): string {
+  try {
+    accessSync(s, constants.R_OK);
+  } catch {
+    throw new Error(`cannot read ${s}`);
+  }
+  return s;
+}
+
+function nonNegative(s: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n < 0) throw new Error('must be a number >= 0');
+  return n;
+}
+
 function parseBool(s: string): boolean {
   if (/^(true|1|yes|on)$/i.test(s)) return true;
   if (/^(false|0|no|off)$/i.test(s)) return false;
@@ -96,10 +141,23 @@ function parseBool(s: string): boolean {
 
 export function loadHiveConfig(argv: string[], env = process.env) {
   const program = new Command('hive').description('hive: the heartbeat registry');
-  return loadConfig(program, HIVE_SETTINGS, argv, env).values;
+  const values = loadConfig(program, HIVE_SETTINGS, argv, env).values;
+  const problems = tlsProblems(values);
+  if (problems.length) throw new ConfigError(problems);
+  return values;
 }
 
 type LoadedConfig = ReturnType<typeof loadHiveConfig>;
-type MetricsSettings = 'metricsPerWorker' | 'metricsLabels' | 'metricsMaxWorkers' | 'redisUrl';
-/** Settings in-process hives (tests) may leave out: the defaults then apply (no Redis). */
+type MetricsSettings =
+  | 'metricsPerWorker'
+  | 'metricsLabels'
+  | 'metricsMaxWorkers'
+  | 'tlsCert'
+  | 'tlsKey'
+  | 'tlsClientCa'
+  | 'rateLimit'
+  | 'rateBurst'
+  | 'maxStreamsPerWorker'
+  | 'redisUrl';
+/** Settings in-process hives (tests) may leave out: the defaults then apply (no TLS, no Redis). */
 export type HiveConfig = Omit<LoadedConfig, MetricsSettings> & Partial<Pick<LoadedConfig, MetricsSettings>>;

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { ControlService, DefaultPolicySchema, SilenceSchema } from '../gen/hive/v1/control_pb.js';
 import { RestartPolicySchema } from '../gen/hive/v1/policy_pb.js';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { TokenScope, WorkerState } from '../gen/hive/v1/registry_pb.js';
+import { CommandType, TokenScope, WorkerState } from '../gen/hive/v1/registry_pb.js';
 import type { Clock } from '../lib/clock.js';
 import { durationToMs, msToTimestamp } from '../lib/duration.js';
 import { principalOf } from './auth.js';
@@ -63,6 +63,8 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
 
     sendCommand(req) {
       checkString('reason', req.reason);
+      // An agent acts only on types it knows; anything else would sit in its queue.
+      if (!(req.type in CommandType) || req.type === CommandType.UNSPECIFIED) throw invalidArgument(`command type ${req.type} is not a CommandType`);
       const { command, delivered } = registry.sendCommand(req.workerId, req.type, req.reason);
       return { command, delivered };
     },
@@ -133,6 +135,8 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
     },
 
     async removeSilence(req) {
+      // Ids are ours (sil_ and hex); anything else cannot exist and never reaches the database.
+      if (!/^sil_[0-9a-f]{12}$/.test(req.silenceId)) throw notFound('no such silence');
       if (!(await store.deleteSilence(req.silenceId))) throw notFound(`silence "${req.silenceId}" does not exist`);
       return {};
     },

@@ -43,10 +43,18 @@ export function isStoreUnavailable(err: unknown): boolean {
   return UNREACHABLE_MESSAGE.test(err.message);
 }
 
+/** Messages quote what the caller sent; a hostile caller sends 64 KiB ids. Neither the log nor the reply needs more than this. */
+const MAX_MESSAGE_CHARS = 300;
+
+function bounded(message: string): string {
+  return message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}... (${message.length} characters)` : message;
+}
+
 export function toConnectError(err: unknown, log?: Logger, method?: string): ConnectError {
   if (err instanceof HiveError) {
-    if (log?.isLevelEnabled('debug')) log.debug({ method, code: Code[err.code] }, err.message);
-    return new ConnectError(err.message, err.code);
+    const message = bounded(err.message);
+    if (log?.isLevelEnabled('debug')) log.debug({ method, code: Code[err.code] }, message);
+    return new ConnectError(message, err.code);
   }
   if (err instanceof ConnectError) return err;
   if (isStoreUnavailable(err)) {

@@ -1,9 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
-import { Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';
 import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
+import { identityOf, peerKey, type TlsFiles } from './tls.js';
 
 // Serves connect-style service implementations (the same objects that
 // connect-node serves) on @grpc/grpc-js, whose HTTP/2 server costs a
@@ -63,6 +64,9 @@ function contextOf(service: DescService, method: DescMethod, call: grpc.ServerUn
   const abort = new AbortController();
   (call as unknown as import('node:events').EventEmitter).once('cancelled', () => abort.abort(new ConnectError('cancelled by the client', Code.Canceled)));
   const deadline = call.getDeadline();
+  // Under mutual TLS the handshake verified the client's certificate; the
+  // names it carries travel to the auth guard.
+  const peer = identityOf(call.getAuthContext?.()?.sslPeerCertificate);
   const timeoutMs = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? Number(deadline) - Date.now() : undefined;
   return createHandlerContext({
     service,
@@ -73,6 +77,7 @@ function contextOf(service: DescService, method: DescMethod, call: grpc.ServerUn
     requestHeader: headersOf(call.metadata),
     requestSignal: abort.signal,
     timeoutMs: timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined,
+    contextValues: peer ? createContextValues().set(peerKey, peer) : undefined,
   });
 }
 
@@ -220,6 +225,12 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
     }
   }
   server.addService(definition, handlers);
+}
+
+/** TLS credentials for the gRPC port; with a client CA the handshake demands and verifies a client certificate. */
+export function grpcServerCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
 }
 
 export async function listenGrpc(server: grpc.Server, addr: string, creds = grpc.ServerCredentials.createInsecure()): Promise<number> {

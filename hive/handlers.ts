@@ -17,8 +17,8 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToTimestamp, timestampToMs } from '../lib/duration.js';
 import { AsyncQueue } from './async-queue.js';
-import { principalOf } from './auth.js';
-import { invalidArgument, notFound, permissionDenied } from './errors.js';
+import { meterKey, principalOf } from './auth.js';
+import { invalidArgument, notFound, permissionDenied, resourceExhausted } from './errors.js';
 import { decodePageToken, encodePageToken, pageSize } from './paging.js';
 import type { Registry } from './registry.js';
 import { heartbeatResultOf, type HeartbeatResult } from './metrics.js';
@@ -26,6 +26,7 @@ import { matchesSelector, parseSelector } from './selector.js';
 import type { EventRow, Store, TokenRow } from './store/store.js';
 import { newTokenRow } from './tokens.js';
 import type { WatchFilter } from './watch-hub.js';
+import { checkString, checkWorkerId } from './validate.js';
 import { toWorkerMessage } from './worker.js';
 
 // RegistryService handlers, written once and served by both transports.
@@ -41,6 +42,8 @@ export interface HandlerDeps {
   onHeartbeat?: (result: HeartbeatResult, seconds: number) => void;
   /** Answers to CHECK commands on an accepted heartbeat. */
   onCheckReports?: (workerId: string, reports: HeartbeatRequest['checkReports']) => void;
+  /** Open HeartbeatStreams one worker may hold; 0 or absent: no limit. */
+  maxStreamsPerWorker?: number;
 }
 
 export const toEventMessage = (e: EventRow) =>
@@ -71,10 +74,13 @@ function watchFilter(states: WorkerState[], selector: string): WatchFilter | nul
 }
 
 const WATCH_BATCH = 500;
+const TOKEN_ID = /^tok_[0-9a-f]{16}$/;
 
 export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof RegistryService> {
   const { registry, store, clock } = deps;
   const counted = deps.onHeartbeat ?? (() => {});
+  /** Per worker, how to end each of its open HeartbeatStreams (insertion order: oldest first). */
+  const openStreams = new Map<string, Set<() => void>>();
   // The hot path: one clock read on each side, nothing allocated for metrics.
   const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest) => {
     const t0 = performance.now();
@@ -129,6 +135,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const onAbort = () => out.end();
       const out = new AsyncQueue<HeartbeatStreamResponse>(undefined, () => {
         ctx.signal.removeEventListener('abort', onAbort);
+        mine.delete(evict);
+        if (mine.size === 0 && openStreams.get(workerId) === mine) openStreams.delete(workerId);
         unlisten();
         registry.streamClosed(workerId);
         deps.onStream?.(-1);
@@ -139,11 +147,23 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state, inventoryRequired: false } });
         }
       });
+      // A worker needs one stream; a few more cover reconnects racing the
+      // teardown of connections that died silently (half-open TCP lingers
+      // until keepalive notices). Past the limit the oldest stream is
+      // ended, not the new one: the newest is the one the agent is using.
+      const maxStreams = deps.maxStreamsPerWorker ?? 0;
+      const evict = () => out.fail(resourceExhausted(`replaced by a newer heartbeat stream of worker "${workerId}" (limit ${maxStreams} per worker)`));
+      const mine = openStreams.get(workerId) ?? new Set<() => void>();
+      openStreams.set(workerId, mine);
+      mine.add(evict);
+      if (maxStreams > 0) for (const old of [...mine].slice(0, Math.max(0, mine.size - maxStreams))) old();
       registry.streamOpened(workerId);
       deps.onStream?.(1);
       ctx.signal.addEventListener('abort', onAbort);
       if (ctx.signal.aborted) out.end();
       const reply = (heartbeat: HeartbeatResponse): HeartbeatStreamResponse => ({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat });
+      // The guard's per-message charge against the token's rate limit.
+      const meter = ctx.values.get(meterKey);
       if (requests instanceof AsyncQueue) {
         // The grpc-js port: heartbeats are handled as they arrive. One that
         // changes the worker's state waits for its durable write; the ones
@@ -155,6 +175,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
             if (out.closed) return true;
             try {
               if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
+              meter?.();
               const r = beat(p, msg.heartbeat);
               if (!(r instanceof Promise)) {
                 out.push(reply(r));
@@ -183,6 +204,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           for await (const msg of requests) {
             if (out.closed) break;
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
+            meter?.();
             const r = beat(p, msg.heartbeat);
             out.push(reply(r instanceof Promise ? await r : r));
           }
@@ -195,6 +217,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async leave(req, ctx) {
+      // The reason lands in the event log: the same rules as any other text.
+      checkString('reason', req.reason);
       const w = await registry.leave(principalOf(ctx), req.workerId, req.reason);
       return { worker: toWorkerMessage(w) };
     },
@@ -265,6 +289,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async deregisterWorker(req) {
+      checkString('reason', req.reason);
       await registry.deregister(req.workerId, 'admin', req.reason);
       return {};
     },
@@ -278,6 +303,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       } catch {
         throw invalidArgument('page_token is not valid for this call');
       }
+      if (req.workerId) checkWorkerId(req.workerId);
       const rows = await store.listEvents({ workerId: req.workerId || undefined, beforeId, since: timestampToMs(req.since), limit: size + 1 });
       const more = rows.length > size;
       const page = rows.slice(0, size);
@@ -290,7 +316,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     async createToken(req) {
       if (req.scope !== TokenScope.JOIN && req.scope !== TokenScope.READ && req.scope !== TokenScope.MONITOR)
         throw invalidArgument('scope must be JOIN, READ or MONITOR (worker tokens come from RegisterWorker)');
-      const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description.slice(0, 256) });
+      checkString('description', req.description);
+      const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description });
       await store.createToken(row);
       registry.tokens.add(row);
       deps.log.info({ tokenId: row.tokenId, scope: TokenScope[row.scope] }, 'token created');
@@ -298,6 +325,8 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
     },
 
     async revokeToken(req) {
+      // Ids are ours (tok_ and hex); anything else cannot exist and never reaches the database.
+      if (!TOKEN_ID.test(req.tokenId)) throw notFound('no such token');
       const row = await store.revokeToken(req.tokenId, clock.now());
       if (!row) throw notFound(`token "${req.tokenId}" does not exist`);
       registry.tokens.removeById(req.tokenId);

@@ -12,7 +12,7 @@ import type { LiveWorker } from './worker.js';
 // mirror state are computed at scrape time; nothing is pushed by timers.
 // Names: hive_<subsystem>_<name>_<base unit>, `_total` only on counters.
 
-export const HEARTBEAT_RESULTS = ['ok', 'unauthenticated', 'denied', 'invalid', 'replay', 'not_found', 'error'] as const;
+export const HEARTBEAT_RESULTS = ['ok', 'unauthenticated', 'denied', 'invalid', 'replay', 'not_found', 'limited', 'error'] as const;
 export type HeartbeatResult = (typeof HEARTBEAT_RESULTS)[number];
 
 /** Event kinds the hive itself writes (the monitor may record others). */
@@ -42,6 +42,8 @@ export function heartbeatResultOf(err: unknown): HeartbeatResult {
       return 'replay';
     case Code.NotFound:
       return 'not_found';
+    case Code.ResourceExhausted:
+      return 'limited';
     default:
       return 'error';
   }
@@ -93,7 +95,7 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
   const clock = options.clock ?? systemClock;
   const heartbeats = new Counter({
     name: 'hive_heartbeats_received_total',
-    help: 'Heartbeats received, by result (ok, unauthenticated, denied, invalid, replay, not_found, error).',
+    help: 'Heartbeats received, by result (ok, unauthenticated, denied, invalid, replay, not_found, limited, error).',
     labelNames: ['result'],
     registers: [prom],
   });

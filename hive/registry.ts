@@ -113,40 +113,21 @@ export async function createRegistry(deps: RegistryDeps) {
   /**
    * Moves a worker to a new state in memory and durably (state + event in
    * one transaction). The move happens in memory first, in the same tick as
-   * the check that allowed it, so no heartbeat can slip in between.
-   *
-   * A transition a caller asked for (Leave, MarkStale, SetWorkerState) is
-   * committed before the reply; when it cannot be, the move is undone and
-   * the call fails with Unavailable, so nothing acknowledged is lost. A
-   * transition a heartbeat caused may wait in the outbox instead: the
-   * heartbeat is accepted either way, and the next one re-derives it.
+   * the check that allowed it, so no heartbeat can slip in between. While
+   * the database is down the write waits in the bounded outbox and the
+   * fleet keeps working; when the outbox is full the move is refused
+   * before anything changes.
    */
-  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, requested: boolean): Promise<void> {
-    if (requested && writeBehind.outbox() > 0) throw unavailable('the registry database is unavailable; nothing was changed, try again');
+  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string): Promise<void> {
+    if (writeBehind.outboxFull()) throw unavailable('the registry database is unavailable and the outbox is full; nothing was changed, try again');
     const from = w.state;
-    const since = w.stateSince;
     const now = clock.now();
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
+    hub.publish(w, WorkerChangeType.UPDATED);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
-    if (requested) {
-      // Watchers hear of it once it is committed, so they never see a move that is undone.
-      try {
-        await serialize(w.workerId, () => store.transition(snap, [ev]));
-      } catch (err) {
-        if (w.state === to && w.stateSince === now) {
-          w.state = from;
-          w.stateSince = since;
-        }
-        if (isStoreUnavailable(err)) throw unavailable('the registry database is unavailable; nothing was changed, try again');
-        throw err;
-      }
-      hub.publish(w, WorkerChangeType.UPDATED);
-    } else {
-      hub.publish(w, WorkerChangeType.UPDATED);
-      await durably(w.workerId, () => store.transition(snap, [ev]));
-    }
+    await durably(w.workerId, () => store.transition(snap, [ev]));
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
   }
 
@@ -321,13 +302,13 @@ export async function createRegistry(deps: RegistryDeps) {
         : from === WorkerState.LEFT ? 'rejoined'
         : from === WorkerState.STALE || from === WorkerState.FAILED || from === WorkerState.RESTARTING ? 'recovered'
         : 'status_changed';
-      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase(), false).then(() => reply);
+      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => reply);
     },
 
     async leave(p: Principal, workerId: string, reason: string): Promise<LiveWorker> {
       requireWorkerScope(p, workerId);
       const w = get(workerId);
-      if (w.state !== WorkerState.LEFT) await transition(w, WorkerState.LEFT, 'left', p.workerId ? `worker:${workerId}` : 'admin', reason || 'clean shutdown', true);
+      if (w.state !== WorkerState.LEFT) await transition(w, WorkerState.LEFT, 'left', p.workerId ? `worker:${workerId}` : 'admin', reason || 'clean shutdown');
       return w;
     },
 
@@ -340,7 +321,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
       const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
       if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
-      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`, true);
+      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
       return w;
     },
 
@@ -350,7 +331,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.state === WorkerState.LEFT) throw failedPrecondition(`worker "${workerId}" left cleanly; it is not restarted`);
       if (w.state === to) return w;
       checkCas(w, observedSeq, observedSession);
-      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason, true);
+      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
       return w;
     },
 

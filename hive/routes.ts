@@ -9,6 +9,7 @@ import { createControlHandlers, type ControlDeps } from './control-handlers.js';
 import { createRegistryHandlers, type HandlerDeps } from './handlers.js';
 import { createHealthHandlers, type HealthState } from './health-service.js';
 import { heartbeatResultOf, type HeartbeatResult } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
 import { createReflectionHandlers, ReflectionV1, ReflectionV1Alpha } from './reflection.js';
 
 // Every service the hive serves, guarded, as one list: the gRPC port and
@@ -63,6 +64,7 @@ export type ServiceDeps = Omit<HandlerDeps, 'onHeartbeat'> &
   ControlDeps & {
     health: HealthState;
     log: Logger;
+    limiter?: RateLimiter;
     /** As in HandlerDeps, but called without seconds for a heartbeat the auth guard refused (it was never handled). */
     onHeartbeat?: (result: HeartbeatResult, seconds?: number) => void;
   };
@@ -75,7 +77,7 @@ export function createServices(deps: ServiceDeps): Mounted[] {
   };
   const guard = <S extends DescService>(service: S, impl: ServiceImpl<S>, rules: ScopeRules): Mounted => ({
     service,
-    impl: guardService(service, impl, { tokens: deps.registry.tokens, rules, log: deps.log, onRejected }) as unknown as ServiceImpl<DescService>,
+    impl: guardService(service, impl, { tokens: deps.registry.tokens, rules, log: deps.log, onRejected, limiter: deps.limiter }) as unknown as ServiceImpl<DescService>,
   });
   const reflection = createReflectionHandlers([RegistryService, ControlService, Health]);
   return [

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
-import { addService, listenGrpc } from './grpc-server.js';
+import { addService, grpcServerCredentials, listenGrpc } from './grpc-server.js';
 import { createDependencyTracker } from './dependency-tracker.js';
 import { HealthCheckTrigger } from '../gen/hive/v1/health_check_pb.js';
 import { createHealthChecks } from './health-checks.js';
@@ -14,11 +14,14 @@ import { createHealthState } from './health-service.js';
 import { createHttpHandler, listenHttp } from './http-server.js';
 import { createHiveMetrics } from './metrics.js';
 import { dependencyProblems, pingRedis, type DependencyProbe } from './readiness.js';
+import { createRateLimiter, RATE_DEFAULTS } from './rate-limit.js';
 import { createRegistry, type Registry } from './registry.js';
+import { loadTlsFiles } from './tls.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
 import { createStatusPages } from './status-page.js';
 import { openStore } from './store/open.js';
+import { watchStoreWrites } from './store/store-health.js';
 import { hashToken } from './tokens.js';
 import { LIMITS } from './validate.js';
 
@@ -46,7 +49,12 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     maxWorkers: config.metricsMaxWorkers,
   });
 
-  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema });
+  const tls = loadTlsFiles(config);
+  const watched = watchStoreWrites(await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema }), {
+    log: log.child({ component: 'store' }),
+    prom,
+  });
+  const store = watched.store;
   try {
     registry = await createRegistry({
       store,
@@ -94,18 +102,20 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     onHeartbeat: metrics.heartbeat,
     healthChecks,
     onCheckReports: healthChecks.report,
+    limiter: createRateLimiter({ clock, perSecond: config.rateLimit ?? RATE_DEFAULTS.perSecond, burst: config.rateBurst ?? RATE_DEFAULTS.burst }),
+    maxStreamsPerWorker: config.maxStreamsPerWorker ?? RATE_DEFAULTS.streamsPerWorker,
   });
 
   const grpcServer = new grpc.Server({
     // Our deserializer refuses anything over the limit with InvalidArgument;
-    // grpc-js itself only stops messages too large to be worth reading.
-    'grpc.max_receive_message_length': LIMITS.maxMessageBytes * 64,
+    // grpc-js itself stops (ResourceExhausted) what is too large to be worth reading.
+    'grpc.max_receive_message_length': LIMITS.maxMessageBytes * 4,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });
   for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes });
-  const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`);
+  const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`, grpcServerCredentials(tls));
 
   const http = await listenHttp(
     createHttpHandler({
@@ -118,11 +128,14 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       healthProblems: async () => {
         const problems = await dependencyProblems(readiness);
         if (!health.serving()) problems.unshift('not serving');
+        const writes = watched.health.problem();
+        if (writes !== null && problems.every((p) => !p.startsWith('postgres') && !p.startsWith('database'))) problems.push(writes);
         return problems;
       },
     }),
     config.httpAddr.host,
     config.httpAddr.port,
+    tls,
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
   const dependencies = createDependencyTracker({ registry, log: log.child({ component: 'dependencies' }) });
@@ -130,7 +143,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   dependencies.start();
   retention.start();
   health.set(true);
-  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite' }, 'hive serving');
+  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite', tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off' }, 'hive serving');
 
   let stopped: Promise<void> | null = null;
   return {
@@ -145,7 +158,15 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
         shutdown.abort();
         registry!.hub.closeAll();
         await dependencies.stop();
-        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        // In-flight calls get a moment to finish; a client that never
+        // half-closes its stream must not hold the shutdown forever.
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
         await http.close();
         await retention.stop();
         await healthChecks.stop();

@@ -3,6 +3,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { readFileSync } from 'node:fs';
 import { ControlService } from '../gen/hive/v1/control_pb.js';
 import { RegistryService } from '../gen/hive/v1/registry_pb.js';
+import { loadClientTls, type ClientTls } from '../lib/tls-client.js';
 import { CliError, EXIT } from './errors.js';
 
 // hivectl speaks the Connect protocol to the hive's HTTP port (the same
@@ -15,6 +16,7 @@ export interface Connection {
   url: string;
   token: string | undefined;
   timeoutMs: number;
+  tls?: ClientTls;
 }
 
 export interface Clients {
@@ -23,7 +25,10 @@ export interface Clients {
 }
 
 /** The hive URL and token from flags, then environment: --token beats --token-file beats HIVE_TOKEN beats HIVE_TOKEN_FILE. */
-export function resolveConnection(opts: { hiveUrl?: string; token?: string; tokenFile?: string; timeoutMs: number }, env: NodeJS.ProcessEnv): Connection {
+export function resolveConnection(
+  opts: { hiveUrl?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; timeoutMs: number },
+  env: NodeJS.ProcessEnv,
+): Connection {
   const nonEmpty = (s: string | undefined) => (s === undefined || s === '' ? undefined : s);
   const url = nonEmpty(opts.hiveUrl) ?? nonEmpty(env.HIVE_URL) ?? DEFAULT_HIVE_URL;
   let parsed: URL;
@@ -43,7 +48,20 @@ export function resolveConnection(opts: { hiveUrl?: string; token?: string; toke
     }
   }
   token ??= nonEmpty(env.HIVE_TOKEN);
-  return { url: url.replace(/\/+$/, ''), token, timeoutMs: opts.timeoutMs };
+  const paths = {
+    tlsCa: nonEmpty(opts.tlsCa) ?? nonEmpty(env.HIVE_TLS_CA),
+    tlsCert: nonEmpty(opts.tlsCert) ?? nonEmpty(env.HIVE_TLS_CLIENT_CERT),
+    tlsKey: nonEmpty(opts.tlsKey) ?? nonEmpty(env.HIVE_TLS_CLIENT_KEY),
+  };
+  if (!!paths.tlsCert !== !!paths.tlsKey) throw new CliError('--tls-cert and --tls-key go together', EXIT.USAGE);
+  let tls: ClientTls | undefined;
+  try {
+    tls = loadClientTls(paths);
+  } catch (err) {
+    throw new CliError(`cannot read a TLS file: ${(err as Error).message}`, EXIT.USAGE);
+  }
+  if (tls && parsed.protocol !== 'https:') throw new CliError(`TLS files are given but the hive URL "${url}" is not https://`, EXIT.USAGE);
+  return { url: url.replace(/\/+$/, ''), token, timeoutMs: opts.timeoutMs, tls };
 }
 
 export function createClients(conn: Connection): Clients {
@@ -52,6 +70,11 @@ export function createClients(conn: Connection): Clients {
     req.header.set('authorization', `Bearer ${conn.token}`);
     return next(req);
   };
-  const transport = createConnectTransport({ baseUrl: conn.url, httpVersion: '1.1', interceptors: [bearer] });
+  const transport = createConnectTransport({
+    baseUrl: conn.url,
+    httpVersion: '1.1',
+    interceptors: [bearer],
+    nodeOptions: conn.tls ? { ca: conn.tls.ca, cert: conn.tls.cert, key: conn.tls.key } : undefined,
+  });
   return { registry: createClient(RegistryService, transport), control: createClient(ControlService, transport) };
 }

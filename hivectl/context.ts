@@ -42,7 +42,7 @@ export function createCtx(program: Command, io: Io, clock: Clock, signal: AbortS
   let conn: Connection | undefined;
   let clients: Clients | undefined;
   let paint: Paint | undefined;
-  const globals = () => program.opts<{ hiveUrl?: string; token?: string; tokenFile?: string; timeout: number; color: boolean }>();
+  const globals = () => program.opts<{ hiveUrl?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; timeout: number; color: boolean }>();
   const ctx: Ctx = {
     io,
     clock,

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
+import { clientTlsProblems } from '../lib/tls-client.js';
+import { ConfigError, listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
 import { parseDurationMs } from '../lib/duration.js';
 import { parseSelector } from '../hive/selector.js';
 import type { Severity } from './alerts.js';
@@ -93,12 +94,18 @@ export const MONITOR_SETTINGS = {
   alertStartupGrace: setting({ flag: 'alert-startup-grace', env: 'MONITOR_ALERT_STARTUP_GRACE', description: 'no alerts for this long after the monitor starts (a restarting stack does not page)', default: 90_000, parse: parseDurationMs }),
   alertMinSeverity: setting({ flag: 'alert-min-severity', env: 'MONITOR_ALERT_MIN_SEVERITY', description: 'least severity sent: critical, warning or info', default: 'info' as Severity, parse: parseSeverity }),
   refresh: setting({ flag: 'refresh', env: 'MONITOR_REFRESH', description: 'how often default policies, silences and health-check schedules are read from the hive', default: 30_000, parse: positive(parseDurationMs) }),
+  tlsCa: setting<string | undefined>({ flag: 'tls-ca', env: 'HIVE_TLS_CA', description: "PEM CA that signed the hive's certificate; connects over TLS and verifies the hive", parse: text }),
+  tlsCert: setting<string | undefined>({ flag: 'tls-cert', env: 'HIVE_TLS_CLIENT_CERT', description: 'PEM client certificate for a hive that runs mutual TLS', parse: text }),
+  tlsKey: setting<string | undefined>({ flag: 'tls-key', env: 'HIVE_TLS_CLIENT_KEY', description: 'PEM private key of --tls-cert', parse: text }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
 };
 
 export function loadMonitorConfig(argv: string[], env = process.env) {
   const program = new Command('hive-monitor').description('hive-monitor: stale detection, restart policies and alerts for a hive');
-  return loadConfig(program, MONITOR_SETTINGS, argv, env).values;
+  const values = loadConfig(program, MONITOR_SETTINGS, argv, env).values;
+  const problems = clientTlsProblems(values, { cert: '--tls-cert / HIVE_TLS_CLIENT_CERT', key: '--tls-key / HIVE_TLS_CLIENT_KEY' });
+  if (problems.length) throw new ConfigError(problems);
+  return values;
 }
 
 export type MonitorConfig = ReturnType<typeof loadMonitorConfig>;

@@ -2,6 +2,7 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
 import type { HealthCheckSchedule } from '../gen/hive/v1/health_check_pb.js';
+import { hiveBaseUrl, type ClientTls } from '../lib/tls-client.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 import { sanitizeReason } from './reason.js';
 
@@ -30,10 +31,10 @@ export interface HiveApi {
   startScheduledHealthCheck(scheduleId: string): Promise<string>;
 }
 
-export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number } = {}): HiveApi {
-  const baseUrl = /^https?:\/\//.test(addr) ? addr : `http://${addr}`;
+export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number; tls?: ClientTls } = {}): HiveApi {
   const transport = createGrpcTransport({
-    baseUrl,
+    baseUrl: hiveBaseUrl(addr, opts.tls),
+    nodeOptions: opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
     // Notice a dead connection without waiting for TCP; 15 s stays above
     // the hive's minimum ping interval (10 s).
     pingIntervalMs: 15_000,

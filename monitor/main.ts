@@ -2,6 +2,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { systemClock } from '../lib/clock.js';
 import { ConfigError } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { loadClientTls } from '../lib/tls-client.js';
 import { loadMonitorConfig } from './config.js';
 import { createHiveApi } from './hive-client.js';
 import { serveMonitorHttp } from './http.js';
@@ -23,7 +24,7 @@ try {
 const log = createLogger('hive-monitor', config.logLevel);
 const prom = new PromRegistry();
 const monitor = createMonitor({
-  hive: createHiveApi(config.hive, config.token),
+  hive: createHiveApi(config.hive, config.token, { tls: loadClientTls(config) }),
   clock: systemClock,
   log,
   prom,

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { parseDurationMs } from '../lib/duration.js';
+import { clientTlsProblems } from '../lib/tls-client.js';
 import { ConfigError, listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
 import { checkIntervalMs, checkLabels, checkString, checkWorkerId, LIMITS } from '../hive/validate.js';
 
@@ -61,6 +62,9 @@ export const AGENT_SETTINGS = {
   nvidiaSmi: setting({ flag: 'nvidia-smi', env: 'NVIDIA_SMI', description: 'nvidia-smi command (absent = no GPUs)', default: 'nvidia-smi', parse: text }),
   metricsAddr: setting({ flag: 'metrics-addr', env: 'AGENT_METRICS_ADDR', description: 'listen address for /metrics and /healthz', default: parseAddr('127.0.0.1:9465'), parse: parseAddr }),
   stopGrace: setting({ flag: 'stop-grace', env: 'WORKER_STOP_GRACE', description: 'how long the supervised process gets to exit on SIGTERM', default: 10_000, parse: parseDurationMs }),
+  tlsCa: setting<string | undefined>({ flag: 'tls-ca', env: 'HIVE_TLS_CA', description: "PEM CA that signed the hive's certificate; connects over TLS and verifies the hive", parse: text }),
+  tlsCert: setting<string | undefined>({ flag: 'tls-cert', env: 'HIVE_TLS_CLIENT_CERT', description: 'PEM client certificate for a hive that runs mutual TLS', parse: text }),
+  tlsKey: setting<string | undefined>({ flag: 'tls-key', env: 'HIVE_TLS_CLIENT_KEY', description: 'PEM private key of --tls-cert', parse: text }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
 };
 
@@ -96,6 +100,8 @@ export function loadAgentConfig(argv: string[], env = process.env) {
   if (labelKeys.size > LIMITS.maxLabels) problems.push(`--label / WORKER_LABELS: ${labelKeys.size} labels; the hive accepts at most ${LIMITS.maxLabels}`);
   if (problems.length || !loaded) throw new ConfigError(problems);
   const { values, rest } = loaded;
+  const tlsProblems = clientTlsProblems(values, { cert: '--tls-cert / HIVE_TLS_CLIENT_CERT', key: '--tls-key / HIVE_TLS_CLIENT_KEY' });
+  if (tlsProblems.length) throw new ConfigError(tlsProblems);
   return {
     ...values,
     labels: Object.fromEntries(values.labels),

@@ -3,6 +3,7 @@ import { CommandType } from '../gen/hive/v1/registry_pb.js';
 import { systemClock } from '../lib/clock.js';
 import { ConfigError } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { loadClientTls } from '../lib/tls-client.js';
 import { createAgent } from './agent.js';
 import { createCheck } from './check.js';
 import { createDiskCollector } from './collectors/disk.js';
@@ -48,7 +49,7 @@ const collectors = [
 const probe = config.probe ? createHttpProbe({ url: config.probe, clock, timeoutMs: config.probeTimeout, slowMs: config.probeSlow }) : undefined;
 
 const agent = createAgent({
-  client: createRegistryClient(config.hive),
+  client: createRegistryClient(config.hive, loadClientTls(config)),
   clock,
   log,
   workerId: config.workerId,

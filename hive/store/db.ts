@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { StoreUnavailableError } from '../errors.js';
 
 export interface Db {
   /** One statement, $1.. parameters. */
@@ -35,6 +36,43 @@ export interface PgDbOptions {
   max?: number;
   /** Errors of idle pooled connections; the pool replaces them on the next checkout. */
   onError?: (err: Error) => void;
+  connectTimeoutMs?: number;
+}
+
+const CONNECTION_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+// SQLSTATE: 08xxx connection exception, 57P01-57P03 shutdown / cannot connect now, 53300 too many connections.
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|53300)$/;
+
+// The database is there but cannot write: disk full (53100), out of memory
+// (53200), I/O error (58030), a read-only file system or transaction.
+const CANNOT_WRITE_SQLSTATE = /^(53100|53200|58030|25006)$/;
+const CANNOT_WRITE_ERRNO = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EACCES', 'EPERM']);
+
+/** Whether a driver error means the database could not be reached (nothing was done), not that the statement failed. */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (e.code && (CONNECTION_ERRNO.has(e.code) || UNAVAILABLE_SQLSTATE.test(e.code))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i.test(e.message ?? '');
+}
+
+/** Whether a driver error means the database's storage refused the write (disk full, read-only, I/O error). */
+export function isStorageError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (e.code && (CANNOT_WRITE_SQLSTATE.test(e.code) || CANNOT_WRITE_ERRNO.has(e.code))) return true;
+  return /No space left on device|Read-only file system|could not (extend|write|fsync) file|disk quota exceeded/i.test(e.message ?? '');
+}
+
+/** Driver errors that mean "nothing was written, the database is unavailable" become StoreUnavailableError. */
+async function reachable<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isConnectionError(err)) throw new StoreUnavailableError(`database unreachable: ${(err as Error).message}`, { cause: err });
+    if (isStorageError(err)) throw new StoreUnavailableError(`database cannot write: ${(err as Error).message}`, { cause: err });
+    throw err;
+  }
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -46,8 +84,8 @@ export async function createPgDb(opts: PgDbOptions): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.max ?? 10,
-    // A stopped or unreachable server must fail the call (Unavailable), not hang it.
-    connectionTimeoutMillis: 5000,
+    // A database that does not answer is unavailable, not a request that hangs.
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
     // search_path is a startup option, so every pooled connection (and
     // every reconnect) lands in the schema without an extra round trip.
     ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
@@ -62,11 +100,12 @@ export async function createPgDb(opts: PgDbOptions): Promise<Db> {
   }
   let closing: Promise<void> | undefined;
   return {
-    query: (sql, params) => poolQuery(pool, sql, params),
-    exec: async (sql) => {
-      await pool.query(sql);
-    },
-    transaction: (fn) => pgTransaction(pool, fn),
+    query: (sql, params) => reachable(() => poolQuery(pool, sql, params)),
+    exec: (sql) =>
+      reachable(async () => {
+        await pool.query(sql);
+      }),
+    transaction: (fn) => reachable(() => pgTransaction(pool, fn)),
     // pool.end() throws when called twice; close() is idempotent.
     close: () => (closing ??= pool.end()),
   };
@@ -166,11 +205,12 @@ export async function openPgliteDb(opts: PgliteDbOptions): Promise<Db> {
   }
   let closing: Promise<void> | undefined;
   return {
-    query: async (sql, params) => ({ rows: (await db.query(sql, params)).rows as never[] }),
-    exec: async (sql) => {
-      await db.exec(sql);
-    },
-    transaction: (fn) => db.transaction((tx) => fn(pgliteTxDb(tx))),
+    query: (sql, params) => reachable(async () => ({ rows: (await db.query(sql, params)).rows as never[] })),
+    exec: (sql) =>
+      reachable(async () => {
+        await db.exec(sql);
+      }),
+    transaction: (fn) => reachable(() => db.transaction((tx) => fn(pgliteTxDb(tx)))),
     close: () => (closing ??= closePglite(db, lock)),
   };
 }
