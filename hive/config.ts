@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { parseDurationMs } from '../lib/duration.js';
 import { listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
+import { checkPrefix } from '../lib/redis-keys.js';
 import { METRICS_DEFAULTS, metricLabelNames } from './metrics.js';
 
 export const HIVE_SETTINGS = {
@@ -26,6 +27,17 @@ export const HIVE_SETTINGS = {
       return s;
     },
   }),
+  redisUrl: setting<string | undefined>({
+    flag: 'redis-url',
+    env: 'REDIS_URL',
+    description: 'Redis URL for the live state shared by several replicas (presence, deadlines, change fan-out, command routing); without it the live state is this process\'s memory',
+    parse: (s) => {
+      const u = new URL(s);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('must be a redis:// or rediss:// URL');
+      return s;
+    },
+  }),
+  redisPrefix: setting({ flag: 'redis-prefix', env: 'HIVE_REDIS_PREFIX', description: 'prefix of every Redis key and channel (several fleets or test runs share one Redis)', default: 'hive', parse: checkPrefix }),
   adminToken: setting<string | undefined>({
     flag: 'admin-token',
     env: 'HIVE_ADMIN_TOKEN',
@@ -90,6 +102,6 @@ export function loadHiveConfig(argv: string[], env = process.env) {
 }
 
 type LoadedConfig = ReturnType<typeof loadHiveConfig>;
-type MetricsSettings = 'metricsPerWorker' | 'metricsLabels' | 'metricsMaxWorkers';
-/** The metrics settings may be left out by in-process hives (tests); the defaults then apply. */
+type MetricsSettings = 'metricsPerWorker' | 'metricsLabels' | 'metricsMaxWorkers' | 'redisUrl' | 'redisPrefix';
+/** The metrics and Redis settings may be left out by in-process hives (tests); the defaults then apply. */
 export type HiveConfig = Omit<LoadedConfig, MetricsSettings> & Partial<Pick<LoadedConfig, MetricsSettings>>;

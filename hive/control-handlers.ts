@@ -27,6 +27,9 @@ export interface ControlDeps {
 
 const actorOf = (scope: TokenScope) => (scope === TokenScope.ADMIN ? 'admin' : 'monitor');
 
+/** The monitor's identity in the event log: its leadership term when it has one. */
+const actorWithFence = (scope: TokenScope, fence: bigint) => (fence > 0n ? `${actorOf(scope)}#${fence}` : actorOf(scope));
+
 const toSilence = (s: SilenceRow) =>
   create(SilenceSchema, {
     silenceId: s.silenceId,
@@ -43,22 +46,28 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
   return {
     async markStale(req, ctx) {
       checkString('reason', req.reason);
+      const scope = principalOf(ctx).scope;
+      // A leader that lost its lease (paused, partitioned) must not act after its successor.
+      await registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN);
       // Read before the call: a repeat on an already STALE worker is a no-op.
       const before = registry.workers.get(req.workerId);
       const wasStale = before?.state === WorkerState.STALE && before.lastSeq === req.observedSeq;
-      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorOf(principalOf(ctx).scope), req.reason);
+      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason);
       return { worker: toWorkerMessage(w), applied: !wasStale };
     },
 
     async setWorkerState(req, ctx) {
       checkString('reason', req.reason);
-      const w = await registry.setState(req.workerId, req.state, req.observedSeq, req.observedSessionId, actorOf(principalOf(ctx).scope), req.reason);
+      const scope = principalOf(ctx).scope;
+      await registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN);
+      const w = await registry.setState(req.workerId, req.state, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason);
       return { worker: toWorkerMessage(w) };
     },
 
-    sendCommand(req) {
+    async sendCommand(req, ctx) {
       checkString('reason', req.reason);
-      const { command, delivered } = registry.sendCommand(req.workerId, req.type, req.reason);
+      await registry.live.checkFence(req.fencingToken, principalOf(ctx).scope !== TokenScope.ADMIN);
+      const { command, delivered } = await registry.sendCommand(req.workerId, req.type, req.reason);
       return { command, delivered };
     },
 

@@ -6,6 +6,7 @@ import {
   TokenInfoSchema,
   TokenScope,
   WorkerChangeType,
+  type Command,
   type HeartbeatRequest,
   type HeartbeatStreamRequest,
   type HeartbeatStreamResponse,
@@ -72,10 +73,10 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
   const { registry, store, clock } = deps;
   const counted = deps.onHeartbeat ?? (() => {});
   // The hot path: one clock read on each side, nothing allocated for metrics.
-  const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest) => {
+  const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest, streamed = false) => {
     const t0 = performance.now();
     try {
-      const r = registry.heartbeat(p, hb);
+      const r = registry.heartbeat(p, hb, streamed);
       if (!(r instanceof Promise)) {
         counted('ok', (performance.now() - t0) / 1000);
         return r;
@@ -118,12 +119,17 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         wake = null;
         w?.();
       };
-      const unlisten = registry.commands.listen(workerId, () => {
-        const commands = registry.commands.take(workerId);
-        if (commands.length) {
-          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state } });
+      const push = (commands: Command[]) => {
+        const w = registry.workers.get(workerId);
+        if (commands.length && w) {
+          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: w.state } });
           notify();
         }
+      };
+      const unlisten = registry.live.listenCommands(workerId, () => {
+        const taken = registry.live.takeCommands(workerId);
+        if (taken instanceof Promise) void taken.then(push, () => undefined);
+        else push(taken);
       });
       registry.streamOpened(workerId);
       deps.onStream?.(1);
@@ -131,7 +137,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         try {
           for await (const msg of requests) {
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
-            const r = beat(p, msg.heartbeat);
+            const r = beat(p, msg.heartbeat, true);
             const reply = r instanceof Promise ? await r : r;
             out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: reply });
             notify();
@@ -259,6 +265,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description.slice(0, 256) });
       await store.createToken(row);
       registry.tokens.add(row);
+      registry.tokensChanged();
       deps.log.info({ tokenId: row.tokenId, scope: TokenScope[row.scope] }, 'token created');
       return { info: toTokenInfo(row), token: secret };
     },
@@ -267,6 +274,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const row = await store.revokeToken(req.tokenId, clock.now());
       if (!row) throw notFound(`token "${req.tokenId}" does not exist`);
       registry.tokens.removeById(req.tokenId);
+      registry.tokensChanged();
       deps.log.info({ tokenId: row.tokenId }, 'token revoked');
       return { info: toTokenInfo(row) };
     },

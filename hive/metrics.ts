@@ -128,6 +128,26 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     },
   });
   new Gauge({
+    name: 'hive_live_state_degraded',
+    help: 'Whether the shared live state (Redis) is out of reach and this replica runs on its memory alone (1) or not (0).',
+    labelNames: ['engine'],
+    registers: [prom],
+    collect() {
+      const live = hive()?.live;
+      this.reset();
+      if (live) this.labels(live.kind).set(live.degraded() === null ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'hive_live_overdue_workers',
+    help: 'Workers whose deadline (last heartbeat + 2x interval) has passed in the shared deadline index (Redis mode only).',
+    registers: [prom],
+    async collect() {
+      const n = await hive()?.live.overdue(clock.now());
+      this.set(n ?? 0);
+    },
+  });
+  new Gauge({
     name: 'hive_write_behind_outbox',
     help: 'Durable writes queued while the database was unavailable.',
     registers: [prom],

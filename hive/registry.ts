@@ -14,30 +14,41 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, permissionDenied, unavailable } from './errors.js';
-import { CommandQueue } from './commands.js';
+import { EMPTY, newCommand } from './commands.js';
+import { createMemoryLiveState } from './live-memory.js';
+import type { CasResult, LiveListener, LiveState } from './live-state.js';
+import { reconcile } from './reconcile.js';
 import { newTokenRow, TokenIndex, type Principal } from './tokens.js';
-import type { EventRow, Store } from './store/store.js';
+import type { EventRow, Store, TokenRow } from './store/store.js';
 import { validateHeartbeat, validateRegister } from './validate.js';
 import { WatchHub } from './watch-hub.js';
-import { fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
+import { applyShared, fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { validatePolicy } from './policy.js';
 
-// The registry's domain core: live state in memory, durable state in the
-// store, changes published to watchers. Transports and auth sit outside;
-// every method takes the already-authenticated caller.
+// The registry's domain core: the fleet in memory, kept in step with other
+// replicas by the live state, durable state in the store, changes
+// published to watchers. Transports and auth sit outside; every method
+// takes the already-authenticated caller.
 
 export interface RegistryDeps {
   store: Store;
   clock: Clock;
   log: Logger;
   writeBehindMs?: number;
+  /** Live state shared with other replicas; a memory-only one by default. */
+  live?: LiveState;
+  /** Token ids that come from configuration, not the store (kept across rereads). */
+  configTokenIds?: (id: string) => boolean;
   onEvent?: (kind: string) => void;
   onFlush?: (rows: number, seconds: number, ok: boolean) => void;
 }
 
 const CAN_GO_STALE = new Set([WorkerState.PENDING, WorkerState.HEALTHY, WorkerState.DEGRADED, WorkerState.UNHEALTHY]);
 const MONITOR_STATES = new Set([WorkerState.RESTARTING, WorkerState.FAILED]);
+const NOT_LEFT: ReadonlySet<WorkerState> = new Set(
+  Object.values(WorkerState).filter((v): v is WorkerState => typeof v === 'number' && v !== WorkerState.LEFT && v !== WorkerState.UNSPECIFIED),
+);
 
 export type Registry = Awaited<ReturnType<typeof createRegistry>>;
 
@@ -46,7 +57,7 @@ export async function createRegistry(deps: RegistryDeps) {
   const workers = new Map<string, LiveWorker>();
   const tokens = new TokenIndex();
   const hub = new WatchHub();
-  const commands = new CommandQueue();
+  const live = deps.live ?? createMemoryLiveState();
   const startedAt = clock.now();
   // Durable writes of one worker happen in the order they were decided.
   const durableChain = new Map<string, Promise<unknown>>();
@@ -108,13 +119,15 @@ export async function createRegistry(deps: RegistryDeps) {
   }
 
   /** Moves a worker to a new state in memory and durably (state + event in one transaction). */
-  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string): Promise<void> {
+  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, at = clock.now(), announced = false): Promise<void> {
     const from = w.state;
-    const now = clock.now();
+    const now = at;
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
     hub.publish(w, WorkerChangeType.UPDATED);
+    // A compare-and-set has announced its change already.
+    if (!announced) live.stateChanged(w);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
     await durably(w.workerId, () => store.transition(snap, [ev]));
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
@@ -126,6 +139,11 @@ export async function createRegistry(deps: RegistryDeps) {
       event(w, 'command_result', w.state, w.state, `worker:${w.workerId}`, `${r.commandId} ${r.success ? 'succeeded' : 'failed'}: ${r.message}`),
     );
     durably(w.workerId, () => store.appendEvents(rows)).catch((err) => log.error({ err, workerId: w.workerId }, 'command results dropped: outbox full'));
+  }
+
+  function shareRegistration(w: LiveWorker): void {
+    live.registryChanged();
+    adoptShared([w]).catch((err) => log.warn({ err, workerId: w.workerId }, 'live state not seeded'));
   }
 
   function get(id: string): LiveWorker {
@@ -147,10 +165,185 @@ export async function createRegistry(deps: RegistryDeps) {
       throw failedPrecondition(`worker "${w.workerId}" heartbeated since (seq ${w.lastSeq}, observed ${observedSeq})`);
   }
 
+  /**
+   * The shared word on a compare-and-set this replica's copy allowed: another
+   * replica may have accepted a newer heartbeat that has not reached us yet.
+   * Then runs the transition, already announced by the compare-and-set.
+   */
+  function casTransition(w: LiveWorker, from: ReadonlySet<WorkerState>, to: WorkerState, observedSeq: bigint, observedSession: string, kind: string, actor: string, reason: string): Promise<void> {
+    const now = clock.now();
+    const apply = async (r: CasResult): Promise<void> => {
+      if (!r.ok && r.why === 'seq') throw failedPrecondition(`worker "${w.workerId}" heartbeated since (seq ${r.seq}, observed ${observedSeq})`);
+      if (!r.ok) throw failedPrecondition(`worker "${w.workerId}" is ${WorkerState[r.state]}, not markable ${WorkerState[to]}`);
+      await transition(w, to, kind, actor, reason, now, live.kind !== 'memory');
+      // A heartbeat accepted here while the shared compare-and-set was on its
+      // way came after it: it wins, as it would have a moment later.
+      if (w.lastSeq !== observedSeq || (observedSession !== '' && w.sessionId !== observedSession)) await lateBeatWins(w);
+    };
+    const r = live.compareAndSet(w, { seq: observedSeq, session: observedSession, from }, to, now);
+    return r instanceof Promise ? r.then(apply) : apply(r);
+  }
+
+  function newWorker(id: string, intervalMs: number, now: number): LiveWorker {
+    return {
+      workerId: id,
+      labels: {},
+      intervalMs,
+      registeredAt: now,
+      state: WorkerState.PENDING,
+      stateSince: now,
+      lastSeen: null,
+      lastSeq: 0n,
+      sessionId: '',
+      status: 0,
+      statusDetail: '',
+      lastBeat: null,
+      storedStats: null,
+      policy: null,
+      dependsOn: [],
+      graceUntil: null,
+      streams: 0,
+    };
+  }
+
+  // Rereading the durable registry after another replica changed it:
+  // many announcements within a moment cost one reread.
+  let rereading: Promise<void> | null = null;
+  let rereadAgain = false;
+  function reread(): Promise<void> {
+    if (rereading) {
+      rereadAgain = true;
+      return rereading;
+    }
+    rereading = (async () => {
+      do {
+        rereadAgain = false;
+        try {
+          await rereadOnce();
+        } catch (err) {
+          log.warn({ err }, 'rereading the registry failed; the next change retries');
+        }
+      } while (rereadAgain);
+    })().finally(() => {
+      rereading = null;
+    });
+    return rereading;
+  }
+
+  /** Counts registrations and removals made here: a reread that read before one of them must not undo it. */
+  let localChanges = 0;
+  const changedHereAt = new Map<string, number>();
+  function changedHere(id: string): void {
+    changedHereAt.set(id, ++localChanges);
+  }
+
+  async function rereadOnce(): Promise<void> {
+    const startedAt = localChanges;
+    const [stored, storedTokens] = await Promise.all([store.loadWorkers(), store.loadTokens()]);
+    const plan = reconcile(workers, stored, (id) => (changedHereAt.get(id) ?? 0) > startedAt);
+    if (changedHereAt.size > 10_000) changedHereAt.clear();
+    for (const s of plan.added) {
+      const w = fromStored(s);
+      workers.set(w.workerId, w);
+      hub.publish(w, WorkerChangeType.ADDED);
+    }
+    for (const s of plan.changed) {
+      const w = workers.get(s.workerId)!;
+      w.labels = s.labels;
+      w.intervalMs = s.intervalMs;
+      w.registeredAt = s.registeredAt;
+      w.dependsOn = s.dependsOn;
+      w.policy = fromStored(s).policy;
+      hub.publish(w, WorkerChangeType.UPDATED);
+    }
+    for (const id of plan.removed) {
+      const w = workers.get(id)!;
+      workers.delete(id);
+      writeBehind.forget(id);
+      hub.publish(w, WorkerChangeType.REMOVED);
+    }
+    syncTokens(storedTokens);
+    if (plan.added.length) await adoptShared(plan.added.map((s) => workers.get(s.workerId)!));
+  }
+
+  function syncTokens(rows: TokenRow[]): void {
+    tokens.replaceStored(rows, deps.configTokenIds ?? (() => false));
+  }
+
+  /** Takes what the shared live state knows better (fresher heartbeats, states set elsewhere). */
+  async function adoptShared(list: LiveWorker[]): Promise<void> {
+    // Only where nothing happened here meanwhile: what did is newer than the answer.
+    const before = new Map(list.map((w) => [w.workerId, `${w.lastSeq}/${w.sessionId}/${w.state}`]));
+    const shared = await live.seed(list);
+    for (const [id, sh] of shared) {
+      const w = workers.get(id);
+      if (!w || before.get(id) !== `${w.lastSeq}/${w.sessionId}/${w.state}`) continue;
+      if (applyShared(w, sh)) hub.publish(w, WorkerChangeType.UPDATED);
+    }
+  }
+
+  /** The last heartbeat of these workers was accepted by this replica (not heard from another). */
+  const beatHere = new Set<string>();
+
+  /** A heartbeat newer than a monitor's decision undoes it, with the same rule as a heartbeat arriving after it. */
+  function lateBeatWins(w: LiveWorker): Promise<void> {
+    const reported = REPORTED_STATE[w.status];
+    if (w.state === reported || !CAN_GO_STALE.has(reported)) return Promise.resolve();
+    if (w.state === WorkerState.RESTARTING && !isHealthyReport(reported)) return Promise.resolve();
+    return transition(w, reported, 'recovered', `worker:${w.workerId}`, 'heartbeat newer than the mark');
+  }
+
+  const listener: LiveListener = {
+    beat(id, at, hb) {
+      const w = workers.get(id);
+      if (!w) {
+        void reread(); // registered elsewhere a moment ago
+        return;
+      }
+      if (hb.sessionId === w.sessionId && hb.seq <= w.lastSeq) return; // older than what we hold
+      beatHere.delete(id);
+      w.lastSeen = at;
+      w.lastSeq = hb.seq;
+      w.sessionId = hb.sessionId;
+      w.status = hb.status;
+      w.statusDetail = hb.statusDetail;
+      w.lastBeat = hb;
+      hub.publish(w, WorkerChangeType.UPDATED);
+    },
+    state(id, state, since, seq, session) {
+      const w = workers.get(id);
+      if (!w) return void reread();
+      w.state = state;
+      w.stateSince = since;
+      hub.publish(w, WorkerChangeType.UPDATED);
+      // Decided on an older heartbeat than one this replica accepted meanwhile:
+      // this replica holds the newer truth and undoes the decision.
+      if (beatHere.has(id) && (seq !== w.lastSeq || session !== w.sessionId)) {
+        lateBeatWins(w).catch((err) => log.warn({ err, workerId: id }, 'late heartbeat not applied'));
+      }
+    },
+    reload() {
+      void reread();
+    },
+    recovered() {
+      void (async () => {
+        await reread();
+        // What other replicas accepted while we could not hear them is on its
+        // way now; until it is, nobody's silence counts.
+        const now = clock.now();
+        for (const w of workers.values()) {
+          w.graceUntil = Math.max(w.graceUntil ?? 0, now + 2 * w.intervalMs);
+          hub.publish(w, WorkerChangeType.UPDATED);
+        }
+        await adoptShared([...workers.values()]);
+      })().catch((err) => log.error({ err }, 'converging after the live state outage failed'));
+    },
+  };
+
   return {
     startedAt,
     hub,
-    commands,
+    live,
     writeBehind,
     tokens,
     workers: workers as ReadonlyMap<string, LiveWorker>,
@@ -172,27 +365,7 @@ export async function createRegistry(deps: RegistryDeps) {
       registering.add(id);
       try {
         const now = clock.now();
-        const w: LiveWorker = existing
-          ? { ...existing }
-          : {
-              workerId: id,
-              labels: {},
-              intervalMs,
-              registeredAt: now,
-              state: WorkerState.PENDING,
-              stateSince: now,
-              lastSeen: null,
-              lastSeq: 0n,
-              sessionId: '',
-              status: 0,
-              statusDetail: '',
-              lastBeat: null,
-              storedStats: null,
-              policy: null,
-              dependsOn: [],
-              graceUntil: null,
-              streams: 0,
-            };
+        const w: LiveWorker = existing ? { ...existing } : newWorker(id, intervalMs, now);
         w.labels = { ...req.labels };
         w.intervalMs = intervalMs;
         if (req.restartPolicy) w.policy = req.restartPolicy;
@@ -203,20 +376,22 @@ export async function createRegistry(deps: RegistryDeps) {
         await serialize(id, () => store.registerWorker(toStored(w), row, true, ev));
         // Durable: now make it visible.
         if (existing) Object.assign(existing, w);
-        const live = existing ?? w;
-        workers.set(id, live);
+        const lw = existing ?? w;
+        changedHere(id);
+        workers.set(id, lw);
         tokens.removeWorker(id);
         tokens.add(row);
-        hub.publish(live, existing ? WorkerChangeType.UPDATED : WorkerChangeType.ADDED);
+        hub.publish(lw, existing ? WorkerChangeType.UPDATED : WorkerChangeType.ADDED);
+        shareRegistration(lw);
         log.info({ workerId: id, actor, rotated: !!existing }, 'worker registered');
-        return { worker: live, token: secret };
+        return { worker: lw, token: secret };
       } finally {
         registering.delete(id);
       }
     },
 
     /** The hot path. Synchronous unless the heartbeat changes the worker's state. */
-    heartbeat(p: Principal, hb: HeartbeatRequest): HeartbeatResponse | Promise<HeartbeatResponse> {
+    heartbeat(p: Principal, hb: HeartbeatRequest, streamed = false): HeartbeatResponse | Promise<HeartbeatResponse> {
       validateHeartbeat(hb);
       if (p.workerId !== hb.workerId) {
         throw permissionDenied(`this token belongs to worker "${p.workerId ?? '(none)'}", not "${hb.workerId}"`);
@@ -233,29 +408,35 @@ export async function createRegistry(deps: RegistryDeps) {
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
       w.lastBeat = hb;
+      if (live.kind !== 'memory') beatHere.add(w.workerId);
+      live.beat(w, hb, streamed);
       if (hb.commandResults.length > 0) recordCommandResults(w, hb);
       const reported = REPORTED_STATE[hb.status];
       const from = w.state;
+      const pending = live.takeCommands(w.workerId);
       const reply = create(HeartbeatResponseSchema, {
         ackSeq: hb.seq,
-        commands: commands.take(w.workerId),
+        commands: pending instanceof Promise ? EMPTY : pending,
         heartbeatInterval: msToDuration(w.intervalMs),
         hiveTime: msToTimestamp(now),
         state: reported,
       });
+      // Commands held by the shared live state cost a round trip; only then is the reply late.
+      const withCommands = (r: HeartbeatResponse): HeartbeatResponse | Promise<HeartbeatResponse> =>
+        pending instanceof Promise ? pending.then((c) => ((r.commands = c), r)) : r;
       if (from === reported || (from === WorkerState.RESTARTING && !isHealthyReport(reported))) {
         // Common case: no state change. Written behind, published coalesced.
         writeBehind.touch(w.workerId);
         hub.publish(w, WorkerChangeType.UPDATED);
         if (from === WorkerState.RESTARTING) reply.state = from;
-        return reply;
+        return withCommands(reply);
       }
       const kind =
         from === WorkerState.PENDING ? 'first_heartbeat'
         : from === WorkerState.LEFT ? 'rejoined'
         : from === WorkerState.STALE || from === WorkerState.FAILED || from === WorkerState.RESTARTING ? 'recovered'
         : 'status_changed';
-      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => reply);
+      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => withCommands(reply));
     },
 
     async leave(p: Principal, workerId: string, reason: string): Promise<LiveWorker> {
@@ -274,7 +455,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
       const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
       if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
-      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
+      await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
       return w;
     },
 
@@ -284,13 +465,14 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.state === WorkerState.LEFT) throw failedPrecondition(`worker "${workerId}" left cleanly; it is not restarted`);
       if (w.state === to) return w;
       checkCas(w, observedSeq, observedSession);
-      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
+      await casTransition(w, NOT_LEFT, to, observedSeq, observedSession, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
       return w;
     },
 
-    sendCommand(workerId: string, type: CommandType, reason: string) {
+    async sendCommand(workerId: string, type: CommandType, reason: string) {
       get(workerId);
-      return commands.enqueue(workerId, type, reason, clock.now());
+      const command = newCommand(type, reason, clock.now());
+      return { command, delivered: await live.enqueueCommand(workerId, command) };
     },
 
     async recordEvent(workerId: string, kind: string, actor: string, reason: string): Promise<EventRow> {
@@ -307,6 +489,7 @@ export async function createRegistry(deps: RegistryDeps) {
       await serialize(workerId, () => store.setPolicy(workerId, bytes, event(w, 'policy_set', w.state, w.state, actor, policy ? 'restart policy set' : 'restart policy cleared')));
       w.policy = policy;
       hub.publish(w, WorkerChangeType.UPDATED);
+      live.registryChanged();
       return w;
     },
 
@@ -314,8 +497,11 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = get(workerId);
       await serialize(workerId, () => store.deleteWorker(workerId, clock.now(), event(w, 'deregistered', w.state, 0, actor, reason || 'deregistered')));
       workers.delete(workerId);
+      changedHere(workerId);
+      beatHere.delete(workerId);
       tokens.removeWorker(workerId);
-      commands.drop(workerId);
+      live.forget(workerId);
+      live.registryChanged();
       writeBehind.forget(workerId);
       hub.publish(w, WorkerChangeType.REMOVED);
       log.info({ workerId, actor }, 'worker deregistered');
@@ -326,6 +512,7 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = workers.get(workerId);
       if (w) {
         w.streams++;
+        live.streamOpened(w);
         if (w.streams === 1) hub.publish(w, WorkerChangeType.UPDATED);
       }
     },
@@ -333,17 +520,32 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = workers.get(workerId);
       if (w && w.streams > 0) {
         w.streams--;
-        if (w.streams === 0) hub.publish(w, WorkerChangeType.UPDATED);
+        if (w.streams === 0) {
+          live.streamClosed(w);
+          hub.publish(w, WorkerChangeType.UPDATED);
+        }
       }
     },
 
-    start(): void {
+    /** Tokens were created or revoked here: the other replicas reread them. */
+    tokensChanged(): void {
+      live.registryChanged();
+    },
+
+    /** Rereads the durable registry (what another replica changed) and waits for it. */
+    reread,
+
+    async start(): Promise<void> {
+      await live.start(listener);
+      await adoptShared([...workers.values()]);
       writeBehind.start();
     },
     async stop(): Promise<void> {
       hub.closeAll();
       await writeBehind.stop();
       await Promise.all([...durableChain.values()]);
+      await rereading;
+      await live.stop();
     },
   };
 }

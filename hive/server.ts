@@ -13,6 +13,9 @@ import { createRegistry, type Registry } from './registry.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
 import { createStatusPages } from './status-page.js';
+import { createMemoryLiveState } from './live-memory.js';
+import { createRedisLiveState } from './live-redis.js';
+import type { LiveState } from './live-state.js';
 import { openStore } from './store/open.js';
 import { hashToken } from './tokens.js';
 import { LIMITS } from './validate.js';
@@ -42,10 +45,15 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   });
 
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: config.databaseSchema });
+  const live: LiveState = config.redisUrl
+    ? createRedisLiveState({ url: config.redisUrl, prefix: config.redisPrefix ?? 'hive', log: log.child({ component: 'live-state' }) })
+    : createMemoryLiveState();
   try {
     registry = await createRegistry({
       store,
       clock,
+      live,
+      configTokenIds: (id) => id === 'admin' || id.startsWith('config-join-'),
       log: log.child({ component: 'registry' }),
       writeBehindMs: config.writeBehind,
       onEvent: metrics.event,
@@ -92,6 +100,10 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       maxMessageBytes: LIMITS.maxMessageBytes,
       shutdownSignal: shutdown.signal,
       pages: createStatusPages(),
+      degradations: () => {
+        const d = registry!.live.degraded();
+        return d === null ? [] : [`live state: ${d}`];
+      },
       healthProblems: async () => {
         const problems: string[] = [];
         if (!health.serving()) problems.push('not serving');
@@ -107,10 +119,10 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     config.httpAddr.port,
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
-  registry.start();
+  await registry.start();
   retention.start();
   health.set(true);
-  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite' }, 'hive serving');
+  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite', live: live.kind, replica: live.replicaId }, 'hive serving');
 
   let stopped: Promise<void> | null = null;
   return {

@@ -10,6 +10,7 @@ import {
 } from '../gen/hive/v1/registry_pb.js';
 import { RestartPolicySchema, type RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
+import type { SharedLive } from './live-state.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
@@ -133,4 +134,28 @@ export function toStored(w: LiveWorker): StoredWorker {
     policy: w.policy ? toBinary(RestartPolicySchema, w.policy) : null,
     dependsOn: w.dependsOn,
   };
+}
+
+/**
+ * Takes the shared live state's fields when they are newer than this
+ * copy's: another session or a higher seq means a heartbeat this replica
+ * has not seen; a differing state was set elsewhere. Returns whether
+ * anything changed.
+ */
+export function applyShared(w: LiveWorker, sh: SharedLive): boolean {
+  let changed = false;
+  const newerBeat = sh.lastSeen !== null && (sh.sessionId !== w.sessionId || sh.lastSeq > w.lastSeq);
+  if (newerBeat) {
+    w.lastSeq = sh.lastSeq;
+    w.sessionId = sh.sessionId;
+    w.lastSeen = sh.lastSeen;
+    w.status = sh.status;
+    changed = true;
+  }
+  if (sh.state !== w.state && sh.state !== 0) {
+    w.state = sh.state;
+    w.stateSince = sh.stateSince;
+    changed = true;
+  }
+  return changed;
 }

@@ -1,0 +1,154 @@
+import { create } from '@bufbuild/protobuf';
+import { Code } from '@connectrpc/connect';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerState } from '../../gen/hive/v1/registry_pb.js';
+import { ManualClock } from '../../lib/clock.js';
+import { msToDuration } from '../../lib/duration.js';
+import { createLogger } from '../../lib/logger.js';
+import { leaderKeys } from '../../lib/redis-keys.js';
+import { createRedisLiveState } from '../../hive/live-redis.js';
+import { createRegistry, type Registry } from '../../hive/registry.js';
+import type { Store } from '../../hive/store/store.js';
+import type { Principal } from '../../hive/tokens.js';
+import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
+import { eventually } from '../support/procs.js';
+import { dropPrefix, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { Redis } from 'ioredis';
+
+// Two registries sharing one PostgreSQL schema and one Redis prefix, as two
+// hive replicas do, in one process: what one accepts the other sees, the
+// compare-and-set is decided by Redis whichever replica is asked, commands
+// reach the replica holding the stream, and old fencing tokens are refused.
+// The registries' time is a ManualClock; only the Redis round trips are
+// waited for (polled), as they are real I/O.
+
+const log = createLogger('test', 'silent');
+const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
+const as = (workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: `t-${workerId}`, workerId });
+const hb = (workerId: string, seq: number, status = HealthStatus.HEALTHY, sessionId = 's1') => create(HeartbeatRequestSchema, { workerId, sessionId, seq: BigInt(seq), status });
+const reg = (workerId: string, intervalMs = 1000) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(intervalMs), labels: { pool: 'a' } });
+
+async function codeOf(p: unknown): Promise<Code | 'ok'> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    return (err as { code: Code }).code;
+  }
+}
+
+describe('two replicas on Redis', () => {
+  const schema = uniqueSchema('hive_rep');
+  let store: Store;
+  let clock: ManualClock;
+  let a: Registry;
+  let b: Registry;
+  let prefix: string;
+
+  beforeAll(async () => {
+    store = await openTestStore(schema);
+  });
+  afterAll(async () => {
+    await store.close();
+    await dropSchema(schema);
+  });
+  afterEach(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await dropPrefix(prefix);
+  });
+
+  async function pair(): Promise<void> {
+    clock = new ManualClock();
+    prefix = uniquePrefix('hive_rep');
+    const make = async (name: string) => {
+      const r = await createRegistry({ store, clock, log, live: createRedisLiveState({ url: REDIS_URL, prefix, log, replicaId: name }) });
+      await r.start();
+      return r;
+    };
+    [a, b] = await Promise.all([make('a'), make('b')]);
+  }
+
+  it('a registration and heartbeats on one replica are seen by the other, and its watchers', async () => {
+    await pair();
+    const sub = b.hub.subscribe(null);
+    await a.register(admin, reg('w-seen'));
+    await eventually(() => b.workers.get('w-seen'), 5000, 'registration seen by b');
+    await a.heartbeat(as('w-seen'), hb('w-seen', 7, HealthStatus.DEGRADED));
+    const w = await eventually(() => (b.workers.get('w-seen')?.lastSeq === 7n ? b.workers.get('w-seen') : null), 5000, 'heartbeat seen by b');
+    expect(w.state).toBe(WorkerState.DEGRADED);
+    expect(w.lastBeat?.status).toBe(HealthStatus.DEGRADED);
+    const changes = sub.take(100).filter((c) => c.worker.workerId === 'w-seen');
+    expect(changes.length).toBeGreaterThan(0);
+    // The worker's token, issued on a, is accepted on b.
+    const other = await a.register(admin, reg('w-token'));
+    await eventually(() => b.tokens.lookup(other.token)?.workerId === 'w-token', 5000, 'token seen by b');
+  });
+
+  it('decides MarkStale in Redis: a newer heartbeat on the other replica wins, an unchanged one is marked once', async () => {
+    await pair();
+    await a.register(admin, reg('w-cas'));
+    await a.heartbeat(as('w-cas'), hb('w-cas', 1));
+    await eventually(() => b.workers.get('w-cas')?.lastSeq === 1n, 5000, 'b has seq 1');
+    await clock.advance(2500);
+    // b has not heard of seq 2 yet when it is asked; Redis has.
+    const late = await a.heartbeat(as('w-cas'), hb('w-cas', 2));
+    expect(late.ackSeq).toBe(2n);
+    // No I/O has happened since: b's copy still says seq 1, so only Redis can refuse.
+    expect(b.workers.get('w-cas')!.lastSeq).toBe(1n);
+    expect(await codeOf(b.markStale('w-cas', 1n, 's1', 'monitor', ''))).toBe(Code.FailedPrecondition);
+    await eventually(() => b.workers.get('w-cas')?.lastSeq === 2n, 5000, 'b has seq 2');
+    expect(a.get('w-cas').state).toBe(WorkerState.HEALTHY);
+    await clock.advance(2500);
+    // Both replicas asked for the same mark: one applies it, the other finds it done.
+    const [ra, rb] = await Promise.allSettled([a.markStale('w-cas', 2n, 's1', 'monitor', ''), b.markStale('w-cas', 2n, 's1', 'monitor', '')]);
+    expect([ra.status, rb.status]).toContain('fulfilled');
+    await eventually(() => a.get('w-cas').state === WorkerState.STALE && b.get('w-cas').state === WorkerState.STALE, 5000, 'stale on both');
+    await a.writeBehind.flush();
+    const marks = (await store.listEvents({ workerId: 'w-cas', limit: 20 })).filter((e) => e.kind === 'marked_stale');
+    expect(marks).toHaveLength(1);
+    // The worker comes back on b: a sees it recovered.
+    await b.heartbeat(as('w-cas'), hb('w-cas', 1, HealthStatus.HEALTHY, 's2'));
+    await eventually(() => a.get('w-cas').state === WorkerState.HEALTHY && a.get('w-cas').sessionId === 's2', 5000, 'recovered on a');
+  });
+
+  it('routes a command to the replica that holds the stream, exactly once', async () => {
+    await pair();
+    await a.register(admin, reg('w-cmd'));
+    await eventually(() => b.workers.get('w-cmd'), 5000, 'registration seen by b');
+    a.streamOpened('w-cmd');
+    await a.heartbeat(as('w-cmd'), hb('w-cmd', 1), true);
+    const got: string[] = [];
+    const unlisten = a.live.listenCommands('w-cmd', () => {
+      void Promise.resolve(a.live.takeCommands('w-cmd')).then((cmds) => got.push(...cmds.map((c) => c.reason)));
+    });
+    const { delivered } = await b.sendCommand('w-cmd', CommandType.RESTART, 'restart via b');
+    expect(delivered).toBe(true);
+    await eventually(() => got.length === 1, 5000, 'command at a');
+    expect(got).toEqual(['restart via b']);
+    // Taken once: a heartbeat on b afterwards carries nothing.
+    const reply = await b.heartbeat(as('w-cmd'), hb('w-cmd', 2));
+    expect(reply.commands).toEqual([]);
+    unlisten();
+    a.streamClosed('w-cmd');
+    await eventually(async () => !(await b.sendCommand('w-cmd', CommandType.RESTART, 'queued')).delivered, 5000, 'no stream anywhere');
+    // Queued for the next heartbeat, on whichever replica it lands.
+    await eventually(async () => (await b.heartbeat(as('w-cmd'), hb('w-cmd', Number(b.get('w-cmd').lastSeq) + 1))).commands.length > 0, 5000, 'queued command on b');
+  });
+
+  it('refuses a fencing token older than the newest one handed out, on every replica', async () => {
+    await pair();
+    const r = new Redis(REDIS_URL);
+    try {
+      await r.set(leaderKeys(prefix).fence, '42');
+      expect(await codeOf(b.live.checkFence(41n, true))).toBe(Code.FailedPrecondition);
+      expect(await codeOf(a.live.checkFence(0n, true))).toBe(Code.FailedPrecondition);
+      expect(await codeOf(a.live.checkFence(0n, false))).toBe('ok'); // an admin without a token
+      expect(await codeOf(a.live.checkFence(42n, true))).toBe('ok');
+      // Redis losing the counter does not let an older token back in where a newer one was seen.
+      await r.del(leaderKeys(prefix).fence);
+      expect(await codeOf(a.live.checkFence(41n, true))).toBe(Code.FailedPrecondition);
+    } finally {
+      r.disconnect();
+    }
+  });
+});
