@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
 import { parseDurationMs } from '../lib/duration.js';
 import { parseSelector } from '../hive/selector.js';
+import { checkPrefix } from '../lib/redis-keys.js';
 import type { Severity } from './alerts.js';
 
 // Every setting is a flag and an environment variable; problems are
@@ -91,6 +92,22 @@ export const MONITOR_SETTINGS = {
   alertStartupGrace: setting({ flag: 'alert-startup-grace', env: 'MONITOR_ALERT_STARTUP_GRACE', description: 'no alerts for this long after the monitor starts (a restarting stack does not page)', default: 90_000, parse: parseDurationMs }),
   alertMinSeverity: setting({ flag: 'alert-min-severity', env: 'MONITOR_ALERT_MIN_SEVERITY', description: 'least severity sent: critical, warning or info', default: 'info' as Severity, parse: parseSeverity }),
   refresh: setting({ flag: 'refresh', env: 'MONITOR_REFRESH', description: 'how often default policies and silences are read from the hive', default: 30_000, parse: positive(parseDurationMs) }),
+  redisUrl: setting<string | undefined>({
+    flag: 'redis-url',
+    env: 'REDIS_URL',
+    description: 'Redis URL for leader election among several monitors (a lease with a fencing token); without it this monitor is the only one and always leads',
+    parse: (s) => {
+      const u = new URL(s);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('must be a redis:// or rediss:// URL');
+      return s;
+    },
+  }),
+  redisPrefix: setting({ flag: 'redis-prefix', env: 'HIVE_REDIS_PREFIX', description: 'prefix of the Redis keys, the same as the hives\'', default: 'hive', parse: checkPrefix }),
+  leaseTtl: setting({ flag: 'lease-ttl', env: 'MONITOR_LEASE_TTL', description: 'leader lease: a leader that stops renewing is replaced after this long', default: 10_000, parse: (s) => {
+    const ms = parseDurationMs(s);
+    if (ms < 300 || ms > 300_000) throw new Error('must be between 300ms and 5m');
+    return ms;
+  } }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
 };
 

@@ -20,6 +20,7 @@ import { PolicyBook, type ActionName } from './policy.js';
 import { postJson } from './post-json.js';
 import { createRestartSupervisor } from './restart-supervisor.js';
 import { SilenceBook } from './silences.js';
+import { soleLeadership, type Leadership } from './leader-lease.js';
 import { createStaleDetector, graceBaseAfterGap } from './stale-detector.js';
 
 // The monitor's parts and how changes flow between them: the informer's
@@ -58,6 +59,8 @@ export interface MonitorDeps {
   /** Replaces actions (tests). */
   actions?: Partial<Record<ActionName, RestartAction>>;
   fetchImpl?: typeof fetch;
+  /** Leader election among several monitors; alone, this monitor always leads. */
+  leadership?: Leadership;
 }
 
 const HEALTHY = new Set([WorkerState.HEALTHY, WorkerState.DEGRADED]);
@@ -67,6 +70,7 @@ export type Monitor = ReturnType<typeof createMonitor>;
 
 export function createMonitor(deps: MonitorDeps) {
   const { hive, clock, log, options: o } = deps;
+  const leadership = deps.leadership ?? soleLeadership();
   const policies = new PolicyBook();
   const silences = new SilenceBook();
   let graceBase = -Infinity;
@@ -121,7 +125,7 @@ export function createMonitor(deps: MonitorDeps) {
     deadlines: () => detector.size,
     guardEngaged: () => guard.engaged,
     watchConnected: () => informer.synced,
-    leader: () => true,
+    leader: () => leadership.isLeader(),
   });
 
   const actions: Record<ActionName, RestartAction> = {
@@ -179,6 +183,28 @@ export function createMonitor(deps: MonitorDeps) {
     }
   }
 
+  /** Only a synced leader judges and acts: a standby watches, ready to take over. */
+  function setActing(): void {
+    const on = informer.synced && leadership.isLeader();
+    detector.setEnabled(on);
+    supervisor.setEnabled(on);
+  }
+
+  leadership.onChange((leader, fence) => {
+    if (leader) {
+      // etcd's promote: every deadline gets a grace, and the restarts the
+      // standby saw coming resume at the guard's limited rate, not at once.
+      const now = clock.now();
+      detector.setPromotedAt(informer.hiveClock.now());
+      for (const w of informer.values()) detector.observe(w);
+      guard.throttleFrom(now);
+      log.info({ fencingToken: String(fence), workers: informer.size }, 'leading: deadlines graced, restarts rate-limited until the backlog drains');
+    } else {
+      log.warn('standing by: no stale marks or restarts from this monitor');
+    }
+    setActing();
+  });
+
   const listener: InformerListener = {
     onSynced(info) {
       const hiveNow = informer.hiveClock.now();
@@ -187,8 +213,7 @@ export function createMonitor(deps: MonitorDeps) {
       if (!info.first) {
         log.warn({ gapMs: info.gapMs, hiveRestarted: info.hiveRestarted, graceMs: Math.round(graceBase - hiveNow) }, 'registry back in sight: every deadline gets a fresh grace');
       }
-      detector.setEnabled(true);
-      supervisor.setEnabled(true);
+      setActing();
     },
     onChange(w, prev) {
       detector.observe(w);
@@ -260,13 +285,16 @@ export function createMonitor(deps: MonitorDeps) {
       supervisor.setEnabled(false);
       detector.start();
       supervisor.start();
+      leadership.start();
       const ctl = new AbortController();
       await Promise.race([refresh(), clock.sleep(5000, ctl.signal).catch(() => undefined)]);
       ctl.abort();
       informer.start();
       refresher.start();
     },
+    leadership,
     async stop(): Promise<void> {
+      await leadership.stop();
       await informer.stop();
       await refresher.stop();
       await detector.stop();
@@ -277,6 +305,7 @@ export function createMonitor(deps: MonitorDeps) {
       return {
         ok: informer.synced,
         watch: informer.synced ? 'synced' : 'disconnected',
+        leader: leadership.isLeader(),
         workers: informer.size,
         deadlines: detector.size,
         massStaleGuard: guard.engaged ? 'engaged' : guard.limiting ? 'resuming' : 'off',

@@ -393,6 +393,17 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
         if (rec) onHealthy(rec, w);
         return;
       }
+      if (rec && (rec.phase === 'waiting' || rec.phase === 'held') && w.state === WorkerState.RESTARTING) {
+        // Another monitor (the leader before us) restarted it: verify, do not restart again.
+        unschedule(rec);
+        rec.phase = 'verifying';
+        rec.issuedAt = clock.now();
+        rec.episodeAttempts++;
+        rec.attempts.push(rec.issuedAt);
+        schedule(rec, rec.issuedAt + rec.policy.verifyTimeoutMs);
+        log.info({ workerId: rec.id }, 'restart issued elsewhere: verifying it');
+        return;
+      }
       if (rec && rec.phase !== 'idle') return;
       const policy = deps.policies.resolve(w);
       const trigger: Trigger | null = w.state === WorkerState.STALE ? 'stale' : w.state === WorkerState.UNHEALTHY ? 'unhealthy' : null;
