@@ -201,7 +201,8 @@ describe('replicas end to end (two hives, monitors with a leader, Redis and Post
       const x = await get(hiveA, 'r-2');
       return x.state !== HEALTHY ? x : null;
     }, 20_000, 'r-2 marked by the successor');
-    const mark = (await events('r-2')).find((e) => e.kind === 'marked_stale')!;
+    // The state is in memory at once; its event row is committed a moment later.
+    const mark = await eventually(async () => (await events('r-2')).find((e) => e.kind === 'marked_stale'), 10_000, "r-2's marked_stale event");
     const last = Math.max(lastSeen, ms(w.lastSeen));
     const tookMs = ms(mark.time) - last;
     console.log(`[replicas e2e] successor marked r-2 ${tookMs} ms after its last heartbeat (bound 2x interval + lease = ${2 * INTERVAL_MS + LEASE_MS} ms)`);
