@@ -5,23 +5,26 @@ import { hostname } from 'node:os';
 import { CommandSchema, type Command, type HeartbeatRequest, type WorkerState } from '../gen/hive/v1/registry_pb.js';
 import type { Logger } from '../lib/logger.js';
 import { connectRedis, openRedis } from '../lib/redis.js';
-import { leaderKeys, liveKeys, SHARDS } from '../lib/redis-keys.js';
+import { leaderKeys, liveKeys, shardOf, SHARDS } from '../lib/redis-keys.js';
 import { CommandQueue, EMPTY, MAX_PER_WORKER } from './commands.js';
 import { unavailable } from './errors.js';
 import { checkAgainst } from './live-memory.js';
-import { encodeBeat, encodeCommandNotice, encodeReload, parseMessage, stateHead } from './live-messages.js';
+import { encodeBeatEntry, encodeBeats, encodeCommandNotice, encodeReload, ownPrefix, parseMessage, stateHead } from './live-messages.js';
 import type { CasExpect, CasResult, LiveListener, LiveState, SharedLive } from './live-state.js';
-import { BEAT, CAS, FORGET, PUSH_COMMAND, RELEASE_CONNECTION, SEED, SET_STATE, TAKE_COMMANDS } from './redis-scripts.js';
-import type { LiveWorker } from './worker.js';
+import { BEATS, CAS, FORGET, PUSH_COMMAND, RELEASE_CONNECTION, SEED, SET_STATE, TAKE_COMMANDS } from './redis-scripts.js';
+import { lastBeatOf, type LiveWorker } from './worker.js';
 
 // The live state of a replica among several, in Redis. Each replica still
 // keeps the whole fleet in memory (reads and WatchWorkers stay local and
 // cheap); Redis holds the shared truth the compare-and-set runs against,
 // and its pub/sub carries every change to the other replicas.
 //
-// The heartbeat path never waits for Redis: the script call is issued and
-// left to auto-pipelining (every call of one event-loop turn goes out in
-// one write), its result only checked for failure. While Redis is out of
+// The heartbeat path never waits for Redis: an accepted heartbeat joins a
+// batch (the latest per worker) that is written at the end of the
+// event-loop turn, one script call per shard and one publish for all, and
+// auto-pipelining sends those in one write; results are only checked for
+// failure. Any other call flushes the batch first, so Redis sees a
+// worker's heartbeat before a later state change or compare-and-set. While Redis is out of
 // reach the replica keeps accepting heartbeats into memory, says it is
 // degraded, refuses what needs the shared word (stale marks, fencing), and
 // remembers which workers it changed; when Redis is back it writes those
@@ -38,7 +41,7 @@ export interface RedisLiveOptions {
 type Arg = string | number | Buffer;
 type ScriptFn = (...args: Arg[]) => Promise<unknown>;
 interface Scripted {
-  hiveBeat: ScriptFn;
+  hiveBeats: ScriptFn;
   hiveCas: ScriptFn;
   hiveSetState: ScriptFn;
   hiveSeed: ScriptFn;
@@ -48,8 +51,9 @@ interface Scripted {
   hiveReleaseConnection: ScriptFn;
 }
 
-const SCRIPTS: Array<[keyof Scripted, number, string]> = [
-  ['hiveBeat', 3, BEAT],
+/** The number of keys of each script; null: given first with each call. */
+const SCRIPTS: Array<[keyof Scripted, number | null, string]> = [
+  ['hiveBeats', null, BEATS],
   ['hiveCas', 1, CAS],
   ['hiveSetState', 1, SET_STATE],
   ['hiveSeed', 2, SEED],
@@ -58,6 +62,20 @@ const SCRIPTS: Array<[keyof Scripted, number, string]> = [
   ['hiveTakeCommands', 1, TAKE_COMMANDS],
   ['hiveReleaseConnection', 1, RELEASE_CONNECTION],
 ];
+
+/** Most workers per script call (its keys and arguments are one command). */
+const BATCH = 256;
+
+interface PendingBeat {
+  w: LiveWorker;
+  seq: string;
+  session: string;
+  seen: number;
+  status: number;
+  due: number;
+  connTtl: number;
+  entry: string;
+}
 
 /** A stream's connection key outlives a few missed beats, not a dead replica. */
 const connectionTtl = (w: LiveWorker) => Math.max(3 * w.intervalMs, 1000);
@@ -71,7 +89,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
   const sub = openRedis({ url: o.url, log, name: `hive-sub-${replicaId}`, commandTimeoutMs: o.commandTimeoutMs });
   // Every script call made in one event-loop turn leaves in one write.
   cmd.options.enableAutoPipelining = true;
-  for (const [name, numberOfKeys, lua] of SCRIPTS) cmd.defineCommand(name, { numberOfKeys, lua });
+  for (const [name, numberOfKeys, lua] of SCRIPTS) cmd.defineCommand(name, numberOfKeys === null ? { lua } : { numberOfKeys, lua });
   const r = cmd as unknown as Redis & Scripted;
 
   let listener: LiveListener | null = null;
@@ -85,6 +103,10 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
   /** Commands queued while Redis was out of reach (only a stream on this replica can get them). */
   const local = new CommandQueue();
   let fence = 0n;
+  const own = ownPrefix(replicaId);
+  /** Heartbeats accepted this turn, the latest per worker. */
+  let batch = new Map<string, PendingBeat>();
+  let flushScheduled = false;
   let subscribed = false;
   let failing: string | null = 'not connected yet';
   let wasDown = false;
@@ -136,8 +158,10 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
   }
 
   function onMessage(_channel: string, text: string): void {
+    // Our own heartbeats and state changes come back to us: skip them unparsed.
+    if (text.startsWith(own) || !listener) return;
     const m = parseMessage(text);
-    if (!m || !listener) return;
+    if (!m) return;
     if (m.t === 'c') {
       // Also our own: the stream may be open on this replica.
       pending.add(m.id);
@@ -146,8 +170,8 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     }
     if (m.r === replicaId) return;
     switch (m.t) {
-      case 'b':
-        listener.beat(m.id, m.at, m.hb);
+      case 'B':
+        for (const b of m.beats) listener.beat(b.id, b.at, b);
         return;
       case 's':
         if (m.ver <= (vers.get(m.id) ?? 0)) return;
@@ -160,7 +184,61 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     }
   }
 
+  /** Writes the batch: one script call per shard (chunked), then one publish. */
+  function flush(): void {
+    flushScheduled = false;
+    if (batch.size === 0) return;
+    const beats = batch;
+    batch = new Map();
+    const byShard = new Map<number, PendingBeat[]>();
+    const entries: string[] = [];
+    for (const [id, p] of beats) {
+      const s = shardOf(id);
+      let list = byShard.get(s);
+      if (!list) byShard.set(s, (list = []));
+      list.push(p);
+      entries.push(p.entry);
+    }
+    for (const list of byShard.values()) {
+      for (let i = 0; i < list.length; i += BATCH) {
+        const part = list.slice(i, i + BATCH);
+        const ks: Arg[] = [keys.deadlines(part[0].w.workerId)];
+        const args: Arg[] = [replicaId];
+        for (const p of part) {
+          ks.push(keys.worker(p.w.workerId), keys.connection(p.w.workerId));
+          args.push(p.w.workerId, p.seq, p.session, p.seen, p.status, p.due, p.connTtl);
+        }
+        r.hiveBeats(ks.length, ...ks, ...args).then(succeeded, (err) => {
+          for (const p of part) dirty.add(p.w.workerId);
+          failed(err);
+        });
+      }
+    }
+    for (let i = 0; i < entries.length; i += BATCH) {
+      cmd.publish(keys.channel, encodeBeats(replicaId, entries.slice(i, i + BATCH))).then(succeeded, (err) => failed(err));
+    }
+  }
+
+  function queueBeat(w: LiveWorker, hb: HeartbeatRequest, streamed: boolean): void {
+    const seen = w.lastSeen ?? 0;
+    batch.set(w.workerId, {
+      w,
+      seq: String(hb.seq),
+      session: hb.sessionId,
+      seen,
+      status: hb.status,
+      due: seen + 2 * w.intervalMs,
+      connTtl: streamed ? connectionTtl(w) : 0,
+      entry: encodeBeatEntry(w.workerId, seen, hb),
+    });
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flush);
+    }
+  }
+
   function publishState(w: LiveWorker): Promise<void> {
+    flush();
     return r.hiveSetState(keys.worker(w.workerId), w.state, w.stateSince, keys.channel, stateHead(replicaId, w.workerId, w.state, w.stateSince, w.lastSeq, w.sessionId)).then(
       (ver) => {
         vers.set(w.workerId, Math.max(vers.get(w.workerId) ?? 0, Number(ver)));
@@ -170,13 +248,6 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     );
   }
 
-  function publishBeat(w: LiveWorker, hb: HeartbeatRequest, streamed: boolean): Promise<void> {
-    const id = w.workerId;
-    const due = (w.lastSeen ?? 0) + 2 * w.intervalMs;
-    return r
-      .hiveBeat(keys.worker(id), keys.deadlines(id), keys.connection(id), id, String(hb.seq), hb.sessionId, w.lastSeen ?? 0, hb.status, due, streamed ? connectionTtl(w) : 0, replicaId, keys.channel, encodeBeat(replicaId, id, w.lastSeen ?? 0, hb))
-      .then(succeeded, (err) => failed(err, id));
-  }
 
   sub.on('message', onMessage);
   sub.on('ready', () => {
@@ -238,7 +309,8 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
             if (force) {
               dirty.delete(id);
               // The others missed what happened here: tell them now.
-              if (w.lastBeat) await publishBeat(w, w.lastBeat, false);
+              const last = lastBeatOf(w);
+              if (last) queueBeat(w, last, false);
               await publishState(w);
               return;
             }
@@ -265,13 +337,14 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
         dirty.add(w.workerId);
         return;
       }
-      void publishBeat(w, hb, streamed);
+      queueBeat(w, hb, streamed);
     },
 
     async compareAndSet(w: LiveWorker, expect: CasExpect, to: WorkerState, now: number): Promise<CasResult> {
       const p = problem();
       if (p !== null) throw unavailable(`the shared live state is unreachable (${p}); nothing was changed, try again`);
       const from = expect.from.size ? `,${[...expect.from].join(',')},` : '';
+      flush();
       let res: string[];
       try {
         res = (await r.hiveCas(keys.worker(w.workerId), String(expect.seq), expect.session, from, to, now, keys.channel, stateHead(replicaId, w.workerId, to, now, expect.seq, expect.session || w.sessionId))) as string[];
@@ -298,6 +371,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
 
     registryChanged() {
       if (problem() !== null) return; // the others reread everything when Redis is back
+      flush();
       cmd.publish(keys.channel, encodeReload(replicaId)).then(succeeded, (err) => failed(err));
     },
 
@@ -313,6 +387,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     async enqueueCommand(id, command) {
       if (problem() !== null) return local.push(id, command);
       const bytes = Buffer.from(toBinary(CommandSchema, command)).toString('base64');
+      flush();
       try {
         const open = await r.hivePushCommand(keys.commands(id), keys.connection(id), bytes, MAX_PER_WORKER, keys.channel, encodeCommandNotice(replicaId, id));
         succeeded();
@@ -395,6 +470,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     },
 
     async stop() {
+      flush();
       stopping = true;
       listener = null;
       await Promise.allSettled([sub.quit(), cmd.quit()]);

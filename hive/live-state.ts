@@ -1,4 +1,5 @@
 import type { Command, HeartbeatRequest, WorkerState } from '../gen/hive/v1/registry_pb.js';
+import type { RemoteBeat } from './live-messages.js';
 import type { LiveWorker } from './worker.js';
 
 // The live state a hive shares with its fellow replicas, behind one narrow
@@ -15,7 +16,7 @@ import type { LiveWorker } from './worker.js';
 /** What other replicas did, delivered to this replica's registry. */
 export interface LiveListener {
   /** Another replica accepted a heartbeat (at: its hive time). */
-  beat(workerId: string, at: number, hb: HeartbeatRequest): void;
+  beat(workerId: string, at: number, beat: RemoteBeat): void;
   /** Another replica changed a worker's state, deciding on the heartbeat (seq, session). */
   state(workerId: string, state: WorkerState, since: number, seq: bigint, session: string): void;
   /** Another replica changed the durable registry (a registration, token, policy, removal): reread it. */

@@ -7,13 +7,21 @@
 // state, since (ms), ver (bumped by every state change: receivers apply a
 // state message only when its ver is newer than the one they hold).
 
-/** KEYS: worker, deadlines, connection. ARGV: id, seq, session, seen, status, due, connTtlMs (0: unary), replica, channel, message. */
-export const BEAT = `
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'session', ARGV[3], 'seen', ARGV[4], 'status', ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-if ARGV[7] ~= '0' then redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7]) end
-redis.call('PUBLISH', ARGV[9], ARGV[10])
-return 1
+/**
+ * The heartbeats of many workers of one shard in one call. KEYS: the
+ * shard's deadlines, then per worker its hash and its connection key.
+ * ARGV: replica, then per worker id, seq, session, seen, status, due,
+ * connTtlMs (0: not on a stream).
+ */
+export const BEATS = `
+local n = (#KEYS - 1) / 2
+for i = 0, n - 1 do
+  local a = 2 + 7 * i
+  redis.call('HSET', KEYS[2 + 2 * i], 'seq', ARGV[a + 1], 'session', ARGV[a + 2], 'seen', ARGV[a + 3], 'status', ARGV[a + 4])
+  redis.call('ZADD', KEYS[1], ARGV[a + 5], ARGV[a])
+  if ARGV[a + 6] ~= '0' then redis.call('SET', KEYS[3 + 2 * i], ARGV[1], 'PX', ARGV[a + 6]) end
+end
+return n
 `;
 
 /**

@@ -307,7 +307,7 @@ export async function createRegistry(deps: RegistryDeps) {
       w.sessionId = hb.sessionId;
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
-      w.lastBeat = hb;
+      w.encodedBeat = hb.encoded;
       hub.publish(w, WorkerChangeType.UPDATED);
     },
     state(id, state, since, seq, session) {
@@ -408,6 +408,7 @@ export async function createRegistry(deps: RegistryDeps) {
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
       w.lastBeat = hb;
+      if (w.encodedBeat) w.encodedBeat = null;
       if (live.kind !== 'memory') beatHere.add(w.workerId);
       live.beat(w, hb, streamed);
       if (hb.commandResults.length > 0) recordCommandResults(w, hb);

@@ -10,6 +10,7 @@ import {
 } from '../gen/hive/v1/registry_pb.js';
 import { RestartPolicySchema, type RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
+import { decodeBeat } from './live-messages.js';
 import type { SharedLive } from './live-state.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
 
@@ -28,6 +29,11 @@ export interface LiveWorker {
   statusDetail: string;
   /** The last heartbeat's stats, kept as the request that carried them. */
   lastBeat: HeartbeatRequest | null;
+  /**
+   * A newer heartbeat heard from another replica, still encoded (protobuf,
+   * base64): decoded on first read, as most are superseded unread.
+   */
+  encodedBeat?: string | null;
   /** Stats loaded from the store before the first heartbeat of this run. */
   storedStats: WorkerStats | null;
   policy: RestartPolicy | null;
@@ -44,8 +50,21 @@ export const REPORTED_STATE: Record<number, WorkerState> = {
   [HealthStatus.UNHEALTHY]: WorkerState.UNHEALTHY,
 };
 
+/** The last heartbeat, decoding one heard from another replica on first read. */
+export function lastBeatOf(w: LiveWorker): HeartbeatRequest | null {
+  if (w.encodedBeat) {
+    try {
+      w.lastBeat = decodeBeat(w.encodedBeat);
+    } catch {
+      // Not decodable (another version?): the previous stats stand.
+    }
+    w.encodedBeat = null;
+  }
+  return w.lastBeat;
+}
+
 export function statsOf(w: LiveWorker): WorkerStats | undefined {
-  const b = w.lastBeat;
+  const b = lastBeatOf(w);
   if (!b) return w.storedStats ?? undefined;
   return create(WorkerStatsSchema, {
     gpus: b.gpus,

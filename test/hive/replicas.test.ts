@@ -5,9 +5,10 @@ import { CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerReques
 import { ManualClock } from '../../lib/clock.js';
 import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
-import { leaderKeys } from '../../lib/redis-keys.js';
+import { leaderKeys, liveKeys } from '../../lib/redis-keys.js';
 import { createRedisLiveState } from '../../hive/live-redis.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
+import { lastBeatOf } from '../../hive/worker.js';
 import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
 import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
@@ -76,7 +77,7 @@ describe('two replicas on Redis', () => {
     await a.heartbeat(as('w-seen'), hb('w-seen', 7, HealthStatus.DEGRADED));
     const w = await eventually(() => (b.workers.get('w-seen')?.lastSeq === 7n ? b.workers.get('w-seen') : null), 5000, 'heartbeat seen by b');
     expect(w.state).toBe(WorkerState.DEGRADED);
-    expect(w.lastBeat?.status).toBe(HealthStatus.DEGRADED);
+    expect(lastBeatOf(w)?.status).toBe(HealthStatus.DEGRADED); // decoded on first read
     const changes = sub.take(100).filter((c) => c.worker.workerId === 'w-seen');
     expect(changes.length).toBeGreaterThan(0);
     // The worker's token, issued on a, is accepted on b.
@@ -84,31 +85,50 @@ describe('two replicas on Redis', () => {
     await eventually(() => b.tokens.lookup(other.token)?.workerId === 'w-token', 5000, 'token seen by b');
   });
 
-  it('decides MarkStale in Redis: a newer heartbeat on the other replica wins, an unchanged one is marked once', async () => {
+  it('decides MarkStale in Redis: a heartbeat b has not heard of wins; one mark for both replicas', async () => {
     await pair();
     await a.register(admin, reg('w-cas'));
     await a.heartbeat(as('w-cas'), hb('w-cas', 1));
     await eventually(() => b.workers.get('w-cas')?.lastSeq === 1n, 5000, 'b has seq 1');
     await clock.advance(2500);
-    // b has not heard of seq 2 yet when it is asked; Redis has.
-    const late = await a.heartbeat(as('w-cas'), hb('w-cas', 2));
-    expect(late.ackSeq).toBe(2n);
-    // No I/O has happened since: b's copy still says seq 1, so only Redis can refuse.
-    expect(b.workers.get('w-cas')!.lastSeq).toBe(1n);
+    // A third replica's heartbeat (seq 2) is in Redis; b's copy still says 1: only Redis can refuse.
+    const r = new Redis(REDIS_URL);
+    try {
+      await r.hset(liveKeys(prefix).worker('w-cas'), 'seq', '2');
+    } finally {
+      r.disconnect();
+    }
+    expect(b.get('w-cas').lastSeq).toBe(1n);
     expect(await codeOf(b.markStale('w-cas', 1n, 's1', 'monitor', ''))).toBe(Code.FailedPrecondition);
-    await eventually(() => b.workers.get('w-cas')?.lastSeq === 2n, 5000, 'b has seq 2');
-    expect(a.get('w-cas').state).toBe(WorkerState.HEALTHY);
+    expect(b.get('w-cas').state).toBe(WorkerState.HEALTHY);
+    await a.heartbeat(as('w-cas'), hb('w-cas', 3));
+    await eventually(() => b.workers.get('w-cas')?.lastSeq === 3n, 5000, 'b has seq 3');
     await clock.advance(2500);
     // Both replicas asked for the same mark: one applies it, the other finds it done.
-    const [ra, rb] = await Promise.allSettled([a.markStale('w-cas', 2n, 's1', 'monitor', ''), b.markStale('w-cas', 2n, 's1', 'monitor', '')]);
+    const [ra, rb] = await Promise.allSettled([a.markStale('w-cas', 3n, 's1', 'monitor', ''), b.markStale('w-cas', 3n, 's1', 'monitor', '')]);
     expect([ra.status, rb.status]).toContain('fulfilled');
     await eventually(() => a.get('w-cas').state === WorkerState.STALE && b.get('w-cas').state === WorkerState.STALE, 5000, 'stale on both');
-    await a.writeBehind.flush();
     const marks = (await store.listEvents({ workerId: 'w-cas', limit: 20 })).filter((e) => e.kind === 'marked_stale');
     expect(marks).toHaveLength(1);
     // The worker comes back on b: a sees it recovered.
     await b.heartbeat(as('w-cas'), hb('w-cas', 1, HealthStatus.HEALTHY, 's2'));
     await eventually(() => a.get('w-cas').state === WorkerState.HEALTHY && a.get('w-cas').sessionId === 's2', 5000, 'recovered on a');
+  });
+
+  it('a heartbeat accepted on one replica while the other marks the old one wins there, and everywhere', async () => {
+    await pair();
+    await a.register(admin, reg('w-race'));
+    await a.heartbeat(as('w-race'), hb('w-race', 1));
+    await eventually(() => b.workers.get('w-race')?.lastSeq === 1n, 5000, 'b has seq 1');
+    await clock.advance(2500);
+    // a accepts seq 2 (written to Redis at the end of this turn); b's mark on
+    // seq 1 reaches Redis first and applies; a holds the newer heartbeat and undoes it.
+    await a.heartbeat(as('w-race'), hb('w-race', 2));
+    await b.markStale('w-race', 1n, 's1', 'monitor', '');
+    await eventually(() => a.get('w-race').state === WorkerState.HEALTHY && b.get('w-race').state === WorkerState.HEALTHY && b.get('w-race').lastSeq === 2n, 5000, 'healthy on both');
+    await eventually(async () => (await store.listEvents({ workerId: 'w-race', limit: 5 })).some((e) => e.kind === 'recovered'), 5000, 'recovery written');
+    const kinds = (await store.listEvents({ workerId: 'w-race', limit: 5 })).map((e) => e.kind);
+    expect(kinds.slice(0, 2)).toEqual(['recovered', 'marked_stale']);
   });
 
   it('routes a command to the replica that holds the stream, exactly once', async () => {
