@@ -2,6 +2,7 @@
 // PostgreSQL through a pg.Pool, or PGlite (Postgres compiled to WASM) in a
 // data directory for a single hive without a database server.
 
+import { StoreUnavailableError } from '../errors.js';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
@@ -46,6 +47,8 @@ export async function createPgDb(opts: PgDbOptions): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.max ?? 10,
+    // A database that does not answer is an outage to report, not a wait without end.
+    connectionTimeoutMillis: 5000,
     // search_path is a startup option, so every pooled connection (and
     // every reconnect) lands in the schema without an extra round trip.
     ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
@@ -82,13 +85,48 @@ async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
 }
 
 async function poolQuery<T>(q: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]): Promise<{ rows: T[] }> {
-  const res = await q.query(sql, params as unknown[] | undefined);
-  return { rows: res.rows as T[] };
+  try {
+    const res = await q.query(sql, params as unknown[] | undefined);
+    return { rows: res.rows as T[] };
+  } catch (err) {
+    throw asUnavailable(err);
+  }
+}
+
+/**
+ * Whether an error means the database could not be reached (or went away),
+ * as opposed to a statement it refused: the caller is told Unavailable, and
+ * nothing was written.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string') {
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return true;
+    // SQLSTATE class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
+    if (/^08...$/.test(code) || /^57P0[123]$/.test(code)) return true;
+  }
+  const msg = (err as Error)?.message ?? '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(msg);
+}
+
+function asUnavailable(err: unknown): unknown {
+  return isConnectionError(err) ? new StoreUnavailableError((err as Error).message, { cause: err }) : err;
 }
 
 async function pgTransaction<T>(pool: pg.Pool, fn: (tx: Db) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw asUnavailable(err);
+  }
   let broken: Error | undefined;
+  // A connection lost between two statements is reported by the next one;
+  // its 'error' event must not crash the process meanwhile.
+  const lost = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', lost);
   try {
     await client.query('BEGIN');
     const result = await fn(pgClientDb(client));
@@ -101,8 +139,9 @@ async function pgTransaction<T>(pool: pg.Pool, fn: (tx: Db) => Promise<T>): Prom
       // The connection is unusable; destroy it instead of pooling it.
       broken = rollbackErr as Error;
     }
-    throw err;
+    throw asUnavailable(err);
   } finally {
+    client.off('error', lost);
     client.release(broken);
   }
 }
