@@ -75,7 +75,7 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
       checkWorkerId(req.workerId);
       if (!/^[a-z][a-z0-9_]{0,63}$/.test(req.kind)) throw invalidArgument('kind must be lower_snake_case, at most 64 characters');
       checkString('reason', req.reason, { allowControl: false });
-      const row = await registry.recordEvent(req.workerId, req.kind, actorOf(principalOf(ctx).scope), req.reason);
+      const row = await registry.recordEvent(req.workerId, req.kind, actorWithFence(principalOf(ctx).scope, req.fencingToken), req.reason);
       return { event: toEventMessage(row) };
     },
 

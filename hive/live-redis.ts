@@ -99,6 +99,8 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
   const dirty = new Set<string>();
   /** Workers for which a command was announced and not yet taken here. */
   const pending = new Set<string>();
+  /** The heartbeat a compare-and-set decided on, until it is announced. */
+  const casSeq = new Map<string, bigint>();
   const cmdListeners = new Map<string, Set<() => void>>();
   /** Commands queued while Redis was out of reach (only a stream on this replica can get them). */
   const local = new CommandQueue();
@@ -108,6 +110,24 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
   let batch = new Map<string, PendingBeat>();
   let flushScheduled = false;
   let subscribed = false;
+  /**
+   * Scripts are loaded on every (re)connection before anything is sent: a
+   * script call that finds its script missing is resent by ioredis, after
+   * calls made later, and a worker's heartbeat could then land before its
+   * seed.
+   */
+  let scriptsLoaded = false;
+  function loadScripts(): void {
+    scriptsLoaded = false;
+    Promise.all(SCRIPTS.map(([, , lua]) => cmd.script('LOAD', lua))).then(
+      () => {
+        scriptsLoaded = true;
+        failing = null;
+        refresh();
+      },
+      (err) => failed(err),
+    );
+  }
   let failing: string | null = 'not connected yet';
   let wasDown = false;
   /** The first connection is no recovery: only a way back after having been up is. */
@@ -116,6 +136,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
 
   function problem(): string | null {
     if (cmd.status !== 'ready') return `redis: ${cmd.status}`;
+    if (!scriptsLoaded) return 'redis: loading scripts';
     if (sub.status !== 'ready' || !subscribed) return 'redis: change channel not subscribed';
     return failing;
   }
@@ -259,6 +280,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
       (err) => log.warn({ err: err.message }, 'subscribing to the change channel failed'),
     );
   });
+  cmd.on('ready', loadScripts);
   for (const c of [cmd, sub]) {
     c.on('ready', () => {
       if (c === cmd) failing = null;
@@ -278,7 +300,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
       listener = l;
       await Promise.all([connectRedis(cmd, log), connectRedis(sub, log)]);
       if (cmd.status === 'ready') failing = null;
-      // Wait briefly for the subscription, so a replica that starts with Redis up starts not degraded.
+      // Wait briefly for the subscription and the scripts, so a replica that starts with Redis up starts not degraded.
       for (let i = 0; i < 50 && problem() !== null && cmd.status === 'ready'; i++) await new Promise((res) => setTimeout(res, 20));
       if (problem() === null) everUp = true;
       else {
@@ -347,26 +369,33 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
       flush();
       let res: string[];
       try {
-        res = (await r.hiveCas(keys.worker(w.workerId), String(expect.seq), expect.session, from, to, now, keys.channel, stateHead(replicaId, w.workerId, to, now, expect.seq, expect.session || w.sessionId))) as string[];
+        res = (await r.hiveCas(keys.worker(w.workerId), String(expect.seq), expect.session, from, to, now)) as string[];
       } catch (err) {
         failed(err);
         throw unavailable('the shared live state did not answer; nothing was changed, try again');
       }
       succeeded();
       if (res[0] === 'ok') {
-        vers.set(w.workerId, Math.max(vers.get(w.workerId) ?? 0, Number(res[1])));
-        return { ok: true };
+        const ver = Number(res[1]);
+        vers.set(w.workerId, Math.max(vers.get(w.workerId) ?? 0, ver));
+        casSeq.set(w.workerId, expect.seq);
+        return { ok: true, ver };
       }
       if (res[0] === 'seq') return { ok: false, why: 'seq', seq: BigInt(res[1]) };
       return { ok: false, why: 'state', state: Number(res[1]) as WorkerState };
     },
 
-    stateChanged(w) {
+    stateChanged(w, ver) {
       if (problem() !== null) {
         dirty.add(w.workerId);
         return;
       }
-      void publishState(w);
+      if (ver === undefined) return void publishState(w);
+      // Already in Redis by the compare-and-set: only the announcement is left.
+      const seq = casSeq.get(w.workerId) ?? w.lastSeq;
+      casSeq.delete(w.workerId);
+      flush();
+      cmd.publish(keys.channel, `${stateHead(replicaId, w.workerId, w.state, w.stateSince, seq, w.sessionId)}${ver}}`).then(succeeded, (err) => failed(err, w.workerId));
     },
 
     registryChanged() {

@@ -33,7 +33,8 @@ export interface CasExpect {
   from: ReadonlySet<WorkerState>;
 }
 
-export type CasResult = { ok: true } | { ok: false; why: 'seq'; seq: bigint } | { ok: false; why: 'state'; state: WorkerState };
+/** ver: the state version the change got in the shared engine (to announce it with). */
+export type CasResult = { ok: true; ver?: number } | { ok: false; why: 'seq'; seq: bigint } | { ok: false; why: 'state'; state: WorkerState };
 
 /** Live fields the shared engine holds for a worker (newer than the durable snapshot after a replica restart). */
 export interface SharedLive {
@@ -63,8 +64,12 @@ export interface LiveState {
    * Synchronous where the engine is local.
    */
   compareAndSet(w: LiveWorker, expect: CasExpect, to: WorkerState, now: number): CasResult | Promise<CasResult>;
-  /** A state change decided here without a compare-and-set (a report, a leave): announce it. */
-  stateChanged(w: LiveWorker): void;
+  /**
+   * Announces a state change decided here once it is durable: one from a
+   * compare-and-set with the version it got (ver), any other (a report, a
+   * leave) without, and then it is written to the shared engine too.
+   */
+  stateChanged(w: LiveWorker, ver?: number): void;
   /** The durable registry changed here: tell the others to reread it. */
   registryChanged(): void;
   /** The worker was deregistered: drop its shared keys. */

@@ -28,9 +28,10 @@ return n
  * Compare-and-set of the state on the last heartbeat (a late heartbeat
  * must win over a stale mark, hence the seq check in the same step as the
  * write). KEYS: worker. ARGV: expected seq, expected session ('' = any),
- * allowed current states (",1,2,"; '' = any), new state, now, channel,
- * message head (the script appends ver and the closing brace).
- * Returns {'ok', ver} | {'seq', seq, session} | {'state', state}.
+ * allowed current states (",1,2,"; '' = any), new state, now.
+ * Returns {'ok', ver} | {'seq', seq, session} | {'state', state}. The
+ * change is announced by the caller once it is durable, so that what other
+ * replicas do in reply is written after it.
  */
 export const CAS = `
 local h = redis.call('HMGET', KEYS[1], 'seq', 'session', 'state')
@@ -40,7 +41,6 @@ if seq ~= ARGV[1] or (ARGV[2] ~= '' and session ~= ARGV[2]) then return {'seq', 
 if ARGV[3] ~= '' and h[3] and not string.find(ARGV[3], ',' .. h[3] .. ',', 1, true) then return {'state', h[3]} end
 local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'since', ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. ver .. '}')
 return {'ok', tostring(ver)}
 `;
 

@@ -119,17 +119,21 @@ export async function createRegistry(deps: RegistryDeps) {
   }
 
   /** Moves a worker to a new state in memory and durably (state + event in one transaction). */
-  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, at = clock.now(), announced = false): Promise<void> {
+  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, at = clock.now(), casVer?: number): Promise<void> {
     const from = w.state;
     const now = at;
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
     hub.publish(w, WorkerChangeType.UPDATED);
-    // A compare-and-set has announced its change already.
-    if (!announced) live.stateChanged(w);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
-    await durably(w.workerId, () => store.transition(snap, [ev]));
+    try {
+      await durably(w.workerId, () => store.transition(snap, [ev]));
+    } finally {
+      // Told to the other replicas once durable: what they do in reply (a
+      // late heartbeat undoing a mark) is written after it, in order.
+      live.stateChanged(w, casVer);
+    }
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
   }
 
@@ -175,10 +179,12 @@ export async function createRegistry(deps: RegistryDeps) {
     const apply = async (r: CasResult): Promise<void> => {
       if (!r.ok && r.why === 'seq') throw failedPrecondition(`worker "${w.workerId}" heartbeated since (seq ${r.seq}, observed ${observedSeq})`);
       if (!r.ok) throw failedPrecondition(`worker "${w.workerId}" is ${WorkerState[r.state]}, not markable ${WorkerState[to]}`);
-      await transition(w, to, kind, actor, reason, now, live.kind !== 'memory');
+      await transition(w, to, kind, actor, reason, now, r.ver);
       // A heartbeat accepted here while the shared compare-and-set was on its
-      // way came after it: it wins, as it would have a moment later.
-      if (w.lastSeq !== observedSeq || (observedSession !== '' && w.sessionId !== observedSession)) await lateBeatWins(w);
+      // way came after it: it wins, as it would have a moment later. (One
+      // heard from another replica is undone there, by the replica that has it.)
+      const newer = w.lastSeq !== observedSeq || (observedSession !== '' && w.sessionId !== observedSession);
+      if (newer && (live.kind === 'memory' || beatHere.has(w.workerId))) await lateBeatWins(w);
     };
     const r = live.compareAndSet(w, { seq: observedSeq, session: observedSession, from }, to, now);
     return r instanceof Promise ? r.then(apply) : apply(r);
@@ -272,13 +278,13 @@ export async function createRegistry(deps: RegistryDeps) {
 
   /** Takes what the shared live state knows better (fresher heartbeats, states set elsewhere). */
   async function adoptShared(list: LiveWorker[]): Promise<void> {
-    // Only where nothing happened here meanwhile: what did is newer than the answer.
-    const before = new Map(list.map((w) => [w.workerId, `${w.lastSeq}/${w.sessionId}/${w.state}`]));
+    // A state that changed here meanwhile is newer than the answer; a
+    // heartbeat is judged by its seq and session.
+    const before = new Map(list.map((w) => [w.workerId, w.state]));
     const shared = await live.seed(list);
     for (const [id, sh] of shared) {
       const w = workers.get(id);
-      if (!w || before.get(id) !== `${w.lastSeq}/${w.sessionId}/${w.state}`) continue;
-      if (applyShared(w, sh)) hub.publish(w, WorkerChangeType.UPDATED);
+      if (w && applyShared(w, sh, before.get(id) === w.state)) hub.publish(w, WorkerChangeType.UPDATED);
     }
   }
 
@@ -326,15 +332,18 @@ export async function createRegistry(deps: RegistryDeps) {
       void reread();
     },
     recovered() {
+      // What other replicas accepted while we could not hear them is on its
+      // way now; until it is, nobody's silence counts (set at once, before
+      // anything else can be asked of us).
+      const now = clock.now();
+      const grace = (w: LiveWorker) => {
+        w.graceUntil = Math.max(w.graceUntil ?? 0, now + 2 * w.intervalMs);
+        hub.publish(w, WorkerChangeType.UPDATED);
+      };
+      for (const w of workers.values()) grace(w);
       void (async () => {
         await reread();
-        // What other replicas accepted while we could not hear them is on its
-        // way now; until it is, nobody's silence counts.
-        const now = clock.now();
-        for (const w of workers.values()) {
-          w.graceUntil = Math.max(w.graceUntil ?? 0, now + 2 * w.intervalMs);
-          hub.publish(w, WorkerChangeType.UPDATED);
-        }
+        for (const w of workers.values()) if ((w.graceUntil ?? 0) < now + 2 * w.intervalMs) grace(w); // registered meanwhile
         await adoptShared([...workers.values()]);
       })().catch((err) => log.error({ err }, 'converging after the live state outage failed'));
     },

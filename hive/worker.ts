@@ -161,9 +161,9 @@ export function toStored(w: LiveWorker): StoredWorker {
  * has not seen; a differing state was set elsewhere. Returns whether
  * anything changed.
  */
-export function applyShared(w: LiveWorker, sh: SharedLive): boolean {
+export function applyShared(w: LiveWorker, sh: SharedLive, takeState = true): boolean {
   let changed = false;
-  const newerBeat = sh.lastSeen !== null && (sh.sessionId !== w.sessionId || sh.lastSeq > w.lastSeq);
+  const newerBeat = sh.lastSeen !== null && (sh.sessionId !== w.sessionId ? (w.lastSeen ?? 0) <= sh.lastSeen : sh.lastSeq > w.lastSeq);
   if (newerBeat) {
     w.lastSeq = sh.lastSeq;
     w.sessionId = sh.sessionId;
@@ -171,7 +171,7 @@ export function applyShared(w: LiveWorker, sh: SharedLive): boolean {
     w.status = sh.status;
     changed = true;
   }
-  if (sh.state !== w.state && sh.state !== 0) {
+  if (takeState && sh.state !== w.state && sh.state !== 0) {
     w.state = sh.state;
     w.stateSince = sh.stateSince;
     changed = true;

@@ -63,7 +63,7 @@ describe('Redis outage', () => {
     expect(a.live.degraded()).toBeNull();
     await a.register(admin, reg('w-a'));
     await a.heartbeat(as('w-a'), hb('w-a', 1));
-    await eventually(() => b.workers.get('w-a')?.lastSeq === 1n, 5000, 'b hears w-a');
+    await eventually(() => b.workers.get('w-a')?.lastSeq === 1n && b.workers.get('w-a')?.state === WorkerState.HEALTHY, 5000, 'b hears w-a');
 
     await redis.stop();
     await eventually(() => a.live.degraded() !== null && b.live.degraded() !== null, 5000, 'both degraded');

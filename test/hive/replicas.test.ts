@@ -75,8 +75,11 @@ describe('two replicas on Redis', () => {
     await a.register(admin, reg('w-seen'));
     await eventually(() => b.workers.get('w-seen'), 5000, 'registration seen by b');
     await a.heartbeat(as('w-seen'), hb('w-seen', 7, HealthStatus.DEGRADED));
-    const w = await eventually(() => (b.workers.get('w-seen')?.lastSeq === 7n ? b.workers.get('w-seen') : null), 5000, 'heartbeat seen by b');
-    expect(w.state).toBe(WorkerState.DEGRADED);
+    // The heartbeat is told at once, the state change once it is durable.
+    const w = await eventually(() => {
+      const x = b.workers.get('w-seen');
+      return x?.lastSeq === 7n && x.state === WorkerState.DEGRADED ? x : null;
+    }, 5000, 'heartbeat and state seen by b');
     expect(lastBeatOf(w)?.status).toBe(HealthStatus.DEGRADED); // decoded on first read
     const changes = sub.take(100).filter((c) => c.worker.workerId === 'w-seen');
     expect(changes.length).toBeGreaterThan(0);
