@@ -39,9 +39,10 @@ export function ownPrefix(replica: string): string {
   return `{"r":${JSON.stringify(replica)},`;
 }
 
-/** One heartbeat of a batch, encoded once when accepted. */
-export function encodeBeatEntry(id: string, at: number, hb: HeartbeatRequest): string {
-  return `{"id":${JSON.stringify(id)},"at":${at},"seq":"${hb.seq}","s":${JSON.stringify(hb.sessionId)},"st":${hb.status},"d":${JSON.stringify(hb.statusDetail)},"hb":"${Buffer.from(toBinary(HeartbeatRequestSchema, hb)).toString('base64')}"}`;
+/** One heartbeat of a batch, encoded once when accepted (from its wire bytes when the transport kept them). */
+export function encodeBeatEntry(id: string, at: number, hb: HeartbeatRequest, wire?: Uint8Array): string {
+  const bytes = wire ?? toBinary(HeartbeatRequestSchema, hb);
+  return `{"id":${JSON.stringify(id)},"at":${at},"seq":"${hb.seq}","s":${JSON.stringify(hb.sessionId)},"st":${hb.status},"d":${JSON.stringify(hb.statusDetail)},"hb":"${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}"}`;
 }
 
 export function decodeBeat(encoded: string): HeartbeatRequest {

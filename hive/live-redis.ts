@@ -12,6 +12,7 @@ import { checkAgainst } from './live-memory.js';
 import { encodeBeatEntry, encodeBeats, encodeCommandNotice, encodeReload, ownPrefix, parseMessage, stateHead } from './live-messages.js';
 import type { CasExpect, CasResult, LiveListener, LiveState, SharedLive } from './live-state.js';
 import { BEATS, CAS, FORGET, PUSH_COMMAND, RELEASE_CONNECTION, SEED, SET_STATE, TAKE_COMMANDS } from './redis-scripts.js';
+import { takeWireBytes } from './wire-bytes.js';
 import { lastBeatOf, type LiveWorker } from './worker.js';
 
 // The live state of a replica among several, in Redis. Each replica still
@@ -250,7 +251,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
       status: hb.status,
       due: seen + 2 * w.intervalMs,
       connTtl: streamed ? connectionTtl(w) : 0,
-      entry: encodeBeatEntry(w.workerId, seen, hb),
+      entry: encodeBeatEntry(w.workerId, seen, hb, takeWireBytes(hb)),
     });
     if (!flushScheduled) {
       flushScheduled = true;

@@ -89,7 +89,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });
-  for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes });
+  for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes, keepHeartbeatBytes: live.kind !== 'memory' });
   const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`);
 
   const http = await listenHttp(
