@@ -247,7 +247,8 @@ export async function createRegistry(deps: RegistryDeps) {
     const startedAt = localChanges;
     const [stored, storedTokens] = await Promise.all([store.loadWorkers(), store.loadTokens()]);
     const plan = reconcile(workers, stored, (id) => (changedHereAt.get(id) ?? 0) > startedAt);
-    if (changedHereAt.size > 10_000) changedHereAt.clear();
+    // Changes made before this read began are in it: the next reread needs only later ones.
+    for (const [id, n] of changedHereAt) if (n <= startedAt) changedHereAt.delete(id);
     for (const s of plan.added) {
       const w = fromStored(s);
       workers.set(w.workerId, w);
@@ -265,6 +266,9 @@ export async function createRegistry(deps: RegistryDeps) {
     for (const id of plan.removed) {
       const w = workers.get(id)!;
       workers.delete(id);
+      beatHere.delete(id);
+      tokens.removeWorker(id);
+      live.forget(id);
       writeBehind.forget(id);
       hub.publish(w, WorkerChangeType.REMOVED);
     }

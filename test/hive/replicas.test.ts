@@ -86,6 +86,9 @@ describe('two replicas on Redis', () => {
     // The worker's token, issued on a, is accepted on b.
     const other = await a.register(admin, reg('w-token'));
     await eventually(() => b.tokens.lookup(other.token)?.workerId === 'w-token', 5000, 'token seen by b');
+    // Deregistered on a: gone from b, and its token with it.
+    await a.deregister('w-token', 'admin', 'decommissioned');
+    await eventually(() => !b.workers.has('w-token') && b.tokens.lookup(other.token) === undefined, 5000, 'removal seen by b');
   });
 
   it('decides MarkStale in Redis: a heartbeat b has not heard of wins; one mark for both replicas', async () => {
