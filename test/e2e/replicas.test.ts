@@ -259,6 +259,10 @@ describe('replicas end to end (two hives, monitors with a leader, Redis and Post
       const h = await (await fetch(`${hiveA.httpUrl}/healthz`)).json();
       return h.status === 'degraded';
     }, 10_000, 'hive A degraded');
+    const metric = async (url: string, name: string) => (await (await fetch(`${url}/metrics`)).text()).split('\n').find((l) => l.startsWith(name));
+    expect(await metric(hiveA.httpUrl, 'hive_live_state_degraded{')).toBe('hive_live_state_degraded{engine="redis"} 1');
+    // The monitors cannot renew their lease: within its ttl nobody leads, so nobody marks.
+    await eventually(async () => (await Promise.all(monitors.filter(alive).map(leaderGauge))).every((g) => g === 0), 10_000, 'no leader during the outage');
     // A worker joins through B while Redis is gone.
     startAgent('r-6', hiveB);
     await eventually(async () => (await get(hiveB, 'r-6').catch(() => null))?.state === HEALTHY, 15_000, 'r-6 registered on B during the outage');
@@ -279,6 +283,7 @@ describe('replicas end to end (two hives, monitors with a leader, Redis and Post
       });
     }, 20_000, 'both hives agree');
     await leaderOf(monitors.filter(alive));
+    expect(await metric(hiveB.httpUrl, 'hive_live_state_degraded{')).toBe('hive_live_state_degraded{engine="redis"} 0');
     // Past every grace: still nobody marked.
     await new Promise((r) => setTimeout(r, 3 * INTERVAL_MS));
     const marksAfter = await Promise.all(watched.map((id) => count(id, 'marked_stale')));
