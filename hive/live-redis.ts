@@ -64,6 +64,9 @@ const SCRIPTS: Array<[keyof Scripted, number | null, string]> = [
   ['hiveReleaseConnection', 1, RELEASE_CONNECTION],
 ];
 
+/** How often a replica whose commands failed on an open connection asks Redis whether it answers again. */
+const PROBE_MS = 500;
+
 /** Most workers per script call (its keys and arguments are one command). */
 const BATCH = 256;
 
@@ -166,6 +169,23 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
     if (failing === null) log.warn({ err: msg }, 'redis command failed');
     failing = msg;
     refresh();
+    probeSoon();
+  }
+
+  // A failed command on a connection that stays open (a Redis that stalls)
+  // leaves nothing to clear the failure, as a degraded replica sends
+  // nothing: a ping every PROBE_MS finds out when Redis answers again. (A
+  // lost connection is noticed by the client's own reconnects.) Plumbing,
+  // not a decision, hence the plain timer.
+  let probing = false;
+  function probeSoon(): void {
+    if (probing || stopping) return;
+    probing = true;
+    setTimeout(() => {
+      probing = false;
+      if (failing === null || stopping || cmd.status !== 'ready') return;
+      cmd.ping().then(succeeded, (err) => failed(err));
+    }, PROBE_MS).unref();
   }
 
   function succeeded(): void {
@@ -318,6 +338,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
         for (const w of workers) dirty.add(w.workerId);
         return out;
       }
+      let allOk = true;
       await Promise.all(
         workers.map(async (w) => {
           const id = w.workerId;
@@ -347,11 +368,12 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
             };
             if (shared.lastSeq !== w.lastSeq || shared.sessionId !== w.sessionId || shared.state !== w.state) out.set(id, shared);
           } catch (err) {
+            allOk = false;
             failed(err, id);
           }
         }),
       );
-      succeeded();
+      if (allOk && workers.length > 0) succeeded();
       return out;
     },
 

@@ -95,4 +95,26 @@ describe('Redis outage', () => {
     const marks = (await store.listEvents({ workerId: 'w-a', limit: 20 })).filter((e) => e.kind === 'marked_stale');
     expect(marks).toHaveLength(1);
   });
+
+  it('a stalled Redis (connections open, nothing answers) degrades too, and its return is noticed', async () => {
+    await eventually(() => a.live.degraded() === null && b.live.degraded() === null, 10_000, 'both reachable');
+    await a.register(admin, reg('w-stall'));
+    await a.heartbeat(as('w-stall'), hb('w-stall', 1));
+    redis.pause();
+    try {
+      // The next command times out (300 ms here); meanwhile heartbeats are accepted.
+      await a.heartbeat(as('w-stall'), hb('w-stall', 2));
+      await eventually(() => a.live.degraded() !== null, 5000, 'a degraded');
+      await a.heartbeat(as('w-stall'), hb('w-stall', 3));
+      // Stalled past every command still in flight (300 ms timeouts): nothing
+      // a already sent can bring the news that Redis answers again.
+      await new Promise((r) => setTimeout(r, 800));
+      expect(a.get('w-stall').lastSeq).toBe(3n);
+    } finally {
+      redis.resume();
+    }
+    await eventually(() => a.live.degraded() === null, 10_000, 'a reachable again');
+    // What a accepted meanwhile reaches b.
+    await eventually(() => b.workers.get('w-stall')?.lastSeq === 3n, 10_000, 'b converged');
+  });
 });

@@ -33,7 +33,7 @@ export async function dropPrefix(prefix: string, url = REDIS_URL): Promise<void>
  * stopped and started again on the same port: outages without touching the
  * shared Redis.
  */
-export async function ownRedisServer(): Promise<{ port: number; url: string; start(): Promise<void>; stop(): Promise<void> }> {
+export async function ownRedisServer(): Promise<{ port: number; url: string; start(): Promise<void>; stop(): Promise<void>; pause(): void; resume(): void }> {
   const { spawn } = await import('node:child_process');
   const { freePort } = await import('./procs.js');
   const port = await freePort();
@@ -66,5 +66,8 @@ export async function ownRedisServer(): Promise<{ port: number; url: string; sta
     await exited;
   }
   await start();
-  return { port, url, start, stop };
+  // SIGSTOP: the connections stay open and nothing answers (a stalled Redis).
+  const pause = () => void child?.kill('SIGSTOP');
+  const resume = () => void child?.kill('SIGCONT');
+  return { port, url, start, stop, pause, resume };
 }
