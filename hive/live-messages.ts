@@ -1,5 +1,6 @@
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { HeartbeatRequestSchema, type HeartbeatRequest } from '../gen/hive/v1/registry_pb.js';
+import type { RegistryChange } from './live-state.js';
 
 // What replicas tell each other over the change channel, as JSON text.
 // Messages a replica must skip when they are its own begin with their
@@ -31,7 +32,7 @@ export type LiveMessage =
   | { t: 'B'; r: string; beats: BeatEntry[] }
   /** seq/s: the heartbeat the state was decided on (a newer one there makes a stale mark moot). */
   | { t: 's'; r: string; id: string; st: number; since: number; seq: bigint; s: string; ver: number }
-  | { t: 'r'; r: string }
+  | { t: 'r'; r: string; change?: RegistryChange }
   | { t: 'c'; r: string; id: string };
 
 /** The prefix of every message of this replica that it skips when it hears it back. */
@@ -58,8 +59,9 @@ export function stateHead(replica: string, id: string, state: number, since: num
   return `${ownPrefix(replica)}"t":"s","id":${JSON.stringify(id)},"st":${state},"since":${since},"seq":"${seq}","s":${JSON.stringify(session)},"ver":`;
 }
 
-export function encodeReload(replica: string): string {
-  return `${ownPrefix(replica)}"t":"r"}`;
+export function encodeReload(replica: string, change?: RegistryChange): string {
+  if (!change) return `${ownPrefix(replica)}"t":"r"}`;
+  return `${ownPrefix(replica)}"t":"r","ids":${JSON.stringify(change.workerIds ?? [])},"tok":${change.tokens === true}}`;
 }
 
 export function encodeCommandNotice(replica: string, id: string): string {
@@ -92,8 +94,11 @@ export function parseMessage(text: string): LiveMessage | null {
     case 's':
       if (!isStr(m.id) || !isNum(m.st) || !isNum(m.since) || !isNum(m.ver) || !isStr(m.seq) || !/^\d{1,20}$/.test(m.seq) || !isStr(m.s)) return null;
       return { t: 's', r: m.r, id: m.id, st: m.st, since: m.since, seq: BigInt(m.seq), s: m.s, ver: m.ver };
-    case 'r':
-      return { t: 'r', r: m.r };
+    case 'r': {
+      if (m.ids === undefined) return { t: 'r', r: m.r };
+      if (!Array.isArray(m.ids) || !m.ids.every(isStr)) return null;
+      return { t: 'r', r: m.r, change: { workerIds: m.ids as string[], tokens: m.tok === true } };
+    }
     case 'c':
       return isStr(m.id) ? { t: 'c', r: m.r, id: m.id } : null;
     default:

@@ -221,7 +221,7 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
         listener.state(m.id, m.st, m.since, m.seq, m.s);
         return;
       case 'r':
-        listener.reload();
+        listener.reload(m.change);
         return;
     }
   }
@@ -421,10 +421,10 @@ export function createRedisLiveState(o: RedisLiveOptions): LiveState {
       cmd.publish(keys.channel, `${stateHead(replicaId, w.workerId, w.state, w.stateSince, seq, w.sessionId)}${ver}}`).then(succeeded, (err) => failed(err, w.workerId));
     },
 
-    registryChanged() {
+    registryChanged(change) {
       if (problem() !== null) return; // the others reread everything when Redis is back
       flush();
-      cmd.publish(keys.channel, encodeReload(replicaId)).then(succeeded, (err) => failed(err));
+      cmd.publish(keys.channel, encodeReload(replicaId, change)).then(succeeded, (err) => failed(err));
     },
 
     forget(id) {

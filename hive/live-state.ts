@@ -13,14 +13,24 @@ import type { LiveWorker } from './worker.js';
 // redis:  several replicas; Redis holds the shared truth and carries the
 //         changes (live-redis.ts).
 
+/**
+ * What changed in the durable registry: these workers (their registration,
+ * policy, tokens, or their removal), the tokens that belong to no worker,
+ * or, when undefined, anything.
+ */
+export interface RegistryChange {
+  workerIds?: string[];
+  tokens?: boolean;
+}
+
 /** What other replicas did, delivered to this replica's registry. */
 export interface LiveListener {
   /** Another replica accepted a heartbeat (at: its hive time). */
   beat(workerId: string, at: number, beat: RemoteBeat): void;
   /** Another replica changed a worker's state, deciding on the heartbeat (seq, session). */
   state(workerId: string, state: WorkerState, since: number, seq: bigint, session: string): void;
-  /** Another replica changed the durable registry (a registration, token, policy, removal): reread it. */
-  reload(): void;
+  /** Another replica changed the durable registry (a registration, token, policy, removal): reread that. */
+  reload(change?: RegistryChange): void;
   /** The shared engine is back after an outage: converge (reread, republish, grace). */
   recovered(): void;
 }
@@ -70,8 +80,8 @@ export interface LiveState {
    * leave) without, and then it is written to the shared engine too.
    */
   stateChanged(w: LiveWorker, ver?: number): void;
-  /** The durable registry changed here: tell the others to reread it. */
-  registryChanged(): void;
+  /** The durable registry changed here: tell the others to reread what changed. */
+  registryChanged(change?: RegistryChange): void;
   /** The worker was deregistered: drop its shared keys. */
   forget(workerId: string): void;
 

@@ -16,7 +16,7 @@ import { msToDuration, msToTimestamp } from '../lib/duration.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, permissionDenied, unavailable } from './errors.js';
 import { EMPTY, newCommand } from './commands.js';
 import { createMemoryLiveState } from './live-memory.js';
-import type { CasResult, LiveListener, LiveState } from './live-state.js';
+import type { CasResult, LiveListener, LiveState, RegistryChange } from './live-state.js';
 import { reconcile } from './reconcile.js';
 import { newTokenRow, TokenIndex, type Principal } from './tokens.js';
 import type { EventRow, Store, TokenRow } from './store/store.js';
@@ -42,6 +42,23 @@ export interface RegistryDeps {
   configTokenIds?: (id: string) => boolean;
   onEvent?: (kind: string) => void;
   onFlush?: (rows: number, seconds: number, ok: boolean) => void;
+}
+
+/** What a reread covers: everything, or these workers and/or the tokens of no worker. */
+interface RereadScope {
+  all: boolean;
+  ids: Set<string>;
+  tokens: boolean;
+}
+
+function mergeScope(a: RereadScope | null, change: RegistryChange | undefined): RereadScope {
+  const m: RereadScope = a ?? { all: false, ids: new Set(), tokens: false };
+  if (!change) m.all = true;
+  else {
+    for (const id of change.workerIds ?? []) m.ids.add(id);
+    if (change.tokens) m.tokens = true;
+  }
+  return m;
 }
 
 const CAN_GO_STALE = new Set([WorkerState.PENDING, WorkerState.HEALTHY, WorkerState.DEGRADED, WorkerState.UNHEALTHY]);
@@ -146,7 +163,7 @@ export async function createRegistry(deps: RegistryDeps) {
   }
 
   function shareRegistration(w: LiveWorker): void {
-    live.registryChanged();
+    live.registryChanged({ workerIds: [w.workerId] });
     adoptShared([w]).catch((err) => log.warn({ err, workerId: w.workerId }, 'live state not seeded'));
   }
 
@@ -212,24 +229,26 @@ export async function createRegistry(deps: RegistryDeps) {
     };
   }
 
-  // Rereading the durable registry after another replica changed it:
-  // many announcements within a moment cost one reread.
+  // Rereading the durable registry after another replica changed it: only
+  // what changed (a registration reads one worker and its tokens), one
+  // reread at a time, and what is announced meanwhile is read together next.
   let rereading: Promise<void> | null = null;
-  let rereadAgain = false;
-  function reread(): Promise<void> {
-    if (rereading) {
-      rereadAgain = true;
-      return rereading;
-    }
-    rereading = (async () => {
-      do {
-        rereadAgain = false;
+  let wanted: RereadScope | null = null;
+  function reread(change?: RegistryChange): Promise<void> {
+    wanted = mergeScope(wanted, change);
+    rereading ??= (async () => {
+      while (wanted) {
+        const scope = wanted;
+        wanted = null;
         try {
-          await rereadOnce();
+          await rereadOnce(scope);
         } catch (err) {
+          // Kept for the next announcement (or the reread after an outage).
+          wanted = mergeScope(wanted, scope.all ? undefined : { workerIds: [...scope.ids], tokens: scope.tokens });
           log.warn({ err }, 'rereading the registry failed; the next change retries');
+          break;
         }
-      } while (rereadAgain);
+      }
     })().finally(() => {
       rereading = null;
     });
@@ -243,10 +262,17 @@ export async function createRegistry(deps: RegistryDeps) {
     changedHereAt.set(id, ++localChanges);
   }
 
-  async function rereadOnce(): Promise<void> {
+  async function rereadOnce(scope: RereadScope): Promise<void> {
     const startedAt = localChanges;
-    const [stored, storedTokens] = await Promise.all([store.loadWorkers(), store.loadTokens()]);
-    const plan = reconcile(workers, stored, (id) => (changedHereAt.get(id) ?? 0) > startedAt);
+    const skip = (id: string) => (changedHereAt.get(id) ?? 0) > startedAt;
+    const ids = [...scope.ids];
+    const [stored, workerTokens, allTokens] = await Promise.all([
+      scope.all ? store.loadWorkers() : ids.length ? store.loadWorkers(ids) : [],
+      !scope.all && ids.length ? store.loadTokens(ids) : [],
+      scope.all || scope.tokens ? store.loadTokens() : null,
+    ]);
+    const current = scope.all ? workers : new Map(ids.filter((id) => workers.has(id)).map((id) => [id, workers.get(id)!]));
+    const plan = reconcile(current, stored, skip);
     // Changes made before this read began are in it: the next reread needs only later ones.
     for (const [id, n] of changedHereAt) if (n <= startedAt) changedHereAt.delete(id);
     for (const s of plan.added) {
@@ -272,7 +298,11 @@ export async function createRegistry(deps: RegistryDeps) {
       writeBehind.forget(id);
       hub.publish(w, WorkerChangeType.REMOVED);
     }
-    syncTokens(storedTokens);
+    if (allTokens) syncTokens(allTokens);
+    else {
+      for (const id of ids) if (!skip(id)) tokens.removeWorker(id);
+      for (const t of workerTokens) if (!skip(t.workerId!)) tokens.add(t);
+    }
     if (plan.added.length) await adoptShared(plan.added.map((s) => workers.get(s.workerId)!));
   }
 
@@ -307,7 +337,7 @@ export async function createRegistry(deps: RegistryDeps) {
     beat(id, at, hb) {
       const w = workers.get(id);
       if (!w) {
-        void reread(); // registered elsewhere a moment ago
+        void reread({ workerIds: [id] }); // registered elsewhere a moment ago
         return;
       }
       if (hb.sessionId === w.sessionId && hb.seq <= w.lastSeq) return; // older than what we hold
@@ -322,7 +352,7 @@ export async function createRegistry(deps: RegistryDeps) {
     },
     state(id, state, since, seq, session) {
       const w = workers.get(id);
-      if (!w) return void reread();
+      if (!w) return void reread({ workerIds: [id] });
       w.state = state;
       w.stateSince = since;
       hub.publish(w, WorkerChangeType.UPDATED);
@@ -332,8 +362,8 @@ export async function createRegistry(deps: RegistryDeps) {
         lateBeatWins(w).catch((err) => log.warn({ err, workerId: id }, 'late heartbeat not applied'));
       }
     },
-    reload() {
-      void reread();
+    reload(change) {
+      void reread(change);
     },
     recovered() {
       // What other replicas accepted while we could not hear them is on its
@@ -503,7 +533,7 @@ export async function createRegistry(deps: RegistryDeps) {
       await serialize(workerId, () => store.setPolicy(workerId, bytes, event(w, 'policy_set', w.state, w.state, actor, policy ? 'restart policy set' : 'restart policy cleared')));
       w.policy = policy;
       hub.publish(w, WorkerChangeType.UPDATED);
-      live.registryChanged();
+      live.registryChanged({ workerIds: [workerId] });
       return w;
     },
 
@@ -515,7 +545,7 @@ export async function createRegistry(deps: RegistryDeps) {
       beatHere.delete(workerId);
       tokens.removeWorker(workerId);
       live.forget(workerId);
-      live.registryChanged();
+      live.registryChanged({ workerIds: [workerId] });
       writeBehind.forget(workerId);
       hub.publish(w, WorkerChangeType.REMOVED);
       log.info({ workerId, actor }, 'worker deregistered');
@@ -543,7 +573,7 @@ export async function createRegistry(deps: RegistryDeps) {
 
     /** Tokens were created or revoked here: the other replicas reread them. */
     tokensChanged(): void {
-      live.registryChanged();
+      live.registryChanged({ tokens: true });
     },
 
     /** Rereads the durable registry (what another replica changed) and waits for it. */

@@ -1,6 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RestartAction, RestartMode, RestartPolicySchema } from '../../gen/hive/v1/policy_pb.js';
 import { CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerState } from '../../gen/hive/v1/registry_pb.js';
 import { ManualClock } from '../../lib/clock.js';
 import { msToDuration } from '../../lib/duration.js';
@@ -86,6 +87,9 @@ describe('two replicas on Redis', () => {
     // The worker's token, issued on a, is accepted on b.
     const other = await a.register(admin, reg('w-token'));
     await eventually(() => b.tokens.lookup(other.token)?.workerId === 'w-token', 5000, 'token seen by b');
+    // A restart policy set on a is b's too.
+    await a.setPolicy('w-token', create(RestartPolicySchema, { mode: RestartMode.ON_STALE, action: RestartAction.WEBHOOK, webhookUrl: 'http://127.0.0.1:1/hook' }), 'admin');
+    await eventually(() => b.workers.get('w-token')?.policy?.webhookUrl === 'http://127.0.0.1:1/hook', 5000, 'policy seen by b');
     // Deregistered on a: gone from b, and its token with it.
     await a.deregister('w-token', 'admin', 'decommissioned');
     await eventually(() => !b.workers.has('w-token') && b.tokens.lookup(other.token) === undefined, 5000, 'removal seen by b');
