@@ -7,26 +7,26 @@ import { msToTimestamp } from '../lib/duration.js';
 // reply, or are pushed at once to an open stream. Bounded per worker: a
 // command nobody collects must not grow memory without end.
 
-const MAX_PER_WORKER = 16;
+export const MAX_PER_WORKER = 16;
 
 export class CommandQueue {
   private queues = new Map<string, Command[]>();
   private listeners = new Map<string, Set<() => void>>();
 
   enqueue(workerId: string, type: CommandType, reason: string, now: number): { command: Command; delivered: boolean } {
-    const command = create(CommandSchema, {
-      commandId: `cmd_${randomBytes(6).toString('hex')}`,
-      type,
-      reason,
-      issuedAt: msToTimestamp(now),
-    });
+    const command = newCommand(type, reason, now);
+    return { command, delivered: this.push(workerId, command) };
+  }
+
+  /** Queues a built command; true when a listener (an open stream) was told. */
+  push(workerId: string, command: Command): boolean {
     let q = this.queues.get(workerId);
     if (!q) this.queues.set(workerId, (q = []));
     q.push(command);
     if (q.length > MAX_PER_WORKER) q.shift();
     const ls = this.listeners.get(workerId);
     if (ls) for (const l of ls) l();
-    return { command, delivered: (ls?.size ?? 0) > 0 };
+    return (ls?.size ?? 0) > 0;
   }
 
   /** Takes every pending command of the worker (empty array without allocation when none). */
@@ -57,4 +57,13 @@ export class CommandQueue {
   }
 }
 
-const EMPTY: Command[] = [];
+export const EMPTY: Command[] = [];
+
+export function newCommand(type: CommandType, reason: string, now: number): Command {
+  return create(CommandSchema, {
+    commandId: `cmd_${randomBytes(6).toString('hex')}`,
+    type,
+    reason,
+    issuedAt: msToTimestamp(now),
+  });
+}

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { parseDurationMs } from '../lib/duration.js';
 import { accessSync, constants } from 'node:fs';
 import { ConfigError, listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
+import { checkPrefix } from '../lib/redis-keys.js';
 import { METRICS_DEFAULTS, metricLabelNames } from './metrics.js';
 import { RATE_DEFAULTS } from './rate-limit.js';
 import { tlsProblems } from './tls.js';
@@ -31,14 +32,15 @@ export const HIVE_SETTINGS = {
   }),
   redisUrl: setting<string | undefined>({
     flag: 'redis-url',
-    env: 'HIVE_REDIS_URL',
-    description: 'Redis URL (redis://[:password@]host:port); when set, /healthz demands an exact PONG from it',
+    env: 'REDIS_URL',
+    description: 'Redis URL for the live state shared by several replicas (presence, deadlines, change fan-out, command routing); without it the live state is this process\'s memory. /healthz demands an exact PONG from it',
     parse: (s) => {
       const u = new URL(s);
       if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('must be a redis:// or rediss:// URL');
       return s;
     },
   }),
+  redisPrefix: setting({ flag: 'redis-prefix', env: 'HIVE_REDIS_PREFIX', description: 'prefix of every Redis key and channel (several fleets or test runs share one Redis)', default: 'hive', parse: checkPrefix }),
   adminToken: setting<string | undefined>({
     flag: 'admin-token',
     env: 'HIVE_ADMIN_TOKEN',
@@ -158,6 +160,7 @@ type MetricsSettings =
   | 'rateLimit'
   | 'rateBurst'
   | 'maxStreamsPerWorker'
-  | 'redisUrl';
+  | 'redisUrl'
+  | 'redisPrefix';
 /** Settings in-process hives (tests) may leave out: the defaults then apply (no TLS, no Redis). */
 export type HiveConfig = Omit<LoadedConfig, MetricsSettings> & Partial<Pick<LoadedConfig, MetricsSettings>>;

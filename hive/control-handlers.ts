@@ -30,6 +30,9 @@ export interface ControlDeps {
 
 const actorOf = (scope: TokenScope) => (scope === TokenScope.ADMIN ? 'admin' : 'monitor');
 
+/** The monitor's identity in the event log: its leadership term when it has one. */
+const actorWithFence = (scope: TokenScope, fence: bigint) => (fence > 0n ? `${actorOf(scope)}#${fence}` : actorOf(scope));
+
 const toSilence = (s: SilenceRow) =>
   create(SilenceSchema, {
     silenceId: s.silenceId,
@@ -48,24 +51,30 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
 
     async markStale(req, ctx) {
       checkString('reason', req.reason);
+      const scope = principalOf(ctx).scope;
+      // A leader that lost its lease (paused, partitioned) must not act after its successor.
+      await registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN);
       // Read before the call: a repeat on an already STALE worker is a no-op.
       const before = registry.workers.get(req.workerId);
       const wasStale = before?.state === WorkerState.STALE && before.lastSeq === req.observedSeq;
-      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorOf(principalOf(ctx).scope), req.reason);
+      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason);
       return { worker: toWorkerMessage(w), applied: !wasStale };
     },
 
     async setWorkerState(req, ctx) {
       checkString('reason', req.reason);
-      const w = await registry.setState(req.workerId, req.state, req.observedSeq, req.observedSessionId, actorOf(principalOf(ctx).scope), req.reason);
+      const scope = principalOf(ctx).scope;
+      await registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN);
+      const w = await registry.setState(req.workerId, req.state, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason);
       return { worker: toWorkerMessage(w) };
     },
 
-    sendCommand(req) {
+    async sendCommand(req, ctx) {
       checkString('reason', req.reason);
       // An agent acts only on types it knows; anything else would sit in its queue.
       if (!(req.type in CommandType) || req.type === CommandType.UNSPECIFIED) throw invalidArgument(`command type ${req.type} is not a CommandType`);
-      const { command, delivered } = registry.sendCommand(req.workerId, req.type, req.reason);
+      await registry.live.checkFence(req.fencingToken, principalOf(ctx).scope !== TokenScope.ADMIN);
+      const { command, delivered } = await registry.sendCommand(req.workerId, req.type, req.reason);
       return { command, delivered };
     },
 
@@ -73,7 +82,7 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
       checkWorkerId(req.workerId);
       if (!/^[a-z][a-z0-9_]{0,63}$/.test(req.kind)) throw invalidArgument('kind must be lower_snake_case, at most 64 characters');
       checkString('reason', req.reason, { allowControl: false });
-      const row = await registry.recordEvent(req.workerId, req.kind, actorOf(principalOf(ctx).scope), req.reason);
+      const row = await registry.recordEvent(req.workerId, req.kind, actorWithFence(principalOf(ctx).scope, req.fencingToken), req.reason);
       return { event: toEventMessage(row) };
     },
 

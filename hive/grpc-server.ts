@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { keepWireBytes, onlyField1 } from './wire-bytes.js';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from '../lib/logger.js';
@@ -15,6 +16,8 @@ export interface GrpcAdapterOptions {
   log: Logger;
   /** Larger request messages are rejected with InvalidArgument. */
   maxMessageBytes: number;
+  /** Keep the wire bytes of heartbeats (the Redis live state forwards them as they came). */
+  keepHeartbeatBytes?: boolean;
 }
 
 class Undecodable {
@@ -38,15 +41,30 @@ function serializer(schema: DescMessage) {
   return (msg: unknown): Buffer => (isMessage(msg, schema) ? fast(msg as never) : null) ?? slow(msg);
 }
 
-function deserializer(schema: DescMessage, max: number) {
+function deserializer(schema: DescMessage, max: number, keepHeartbeatBytes = false) {
+  const keep = keepHeartbeatBytes ? heartbeatBytesKeeper(schema.typeName) : null;
   return (buf: Buffer): unknown => {
     if (buf.length > max) return new Undecodable(`message of ${buf.length} bytes exceeds the ${max}-byte limit`);
     try {
-      return fromBinary(schema, buf);
+      const msg = fromBinary(schema, buf);
+      keep?.(msg, buf);
+      return msg;
     } catch (err) {
       return new Undecodable(`malformed ${schema.typeName}: ${(err as Error).message}`);
     }
   };
+}
+
+/** Keeps the wire bytes of heartbeats for the live state to forward (see wire-bytes.ts). */
+function heartbeatBytesKeeper(typeName: string): ((msg: unknown, buf: Buffer) => void) | null {
+  if (typeName === 'hive.v1.HeartbeatRequest') return (msg, buf) => keepWireBytes(msg as object, buf);
+  if (typeName === 'hive.v1.HeartbeatStreamRequest')
+    return (msg, buf) => {
+      const hb = (msg as { heartbeat?: object }).heartbeat;
+      const inner = hb && onlyField1(buf);
+      if (hb && inner) keepWireBytes(hb, inner);
+    };
+  return null;
 }
 
 function checked<T>(msg: unknown): T {
@@ -176,7 +194,7 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
       requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
       responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input, opts.maxMessageBytes),
+      requestDeserialize: deserializer(method.input, opts.maxMessageBytes, opts.keepHeartbeatBytes),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output, Number.MAX_SAFE_INTEGER),
     };

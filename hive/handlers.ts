@@ -6,6 +6,7 @@ import {
   TokenInfoSchema,
   TokenScope,
   WorkerChangeType,
+  type Command,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type HeartbeatStreamRequest,
@@ -82,10 +83,10 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
   /** Per worker, how to end each of its open HeartbeatStreams (insertion order: oldest first). */
   const openStreams = new Map<string, Set<() => void>>();
   // The hot path: one clock read on each side, nothing allocated for metrics.
-  const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest) => {
+  const beat = (p: ReturnType<typeof principalOf>, hb: HeartbeatRequest, streamed = false) => {
     const t0 = performance.now();
     try {
-      const r = registry.heartbeat(p, hb);
+      const r = registry.heartbeat(p, hb, streamed);
       // Reaching here, the heartbeat was accepted: its check answers count.
       if (hb.checkReports.length > 0) deps.onCheckReports?.(hb.workerId, hb.checkReports);
       if (!(r instanceof Promise)) {
@@ -141,11 +142,17 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         registry.streamClosed(workerId);
         deps.onStream?.(-1);
       });
-      const unlisten = registry.commands.listen(workerId, () => {
-        const commands = registry.commands.take(workerId);
-        if (commands.length) {
-          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: registry.get(workerId).state, inventoryRequired: false } });
+      const push = (commands: Command[]) => {
+        const w = registry.workers.get(workerId);
+        if (commands.length && w) {
+          out.push({ $typeName: 'hive.v1.HeartbeatStreamResponse', heartbeat: { $typeName: 'hive.v1.HeartbeatResponse', ackSeq: 0n, commands, state: w.state, inventoryRequired: false } });
         }
+      };
+      // Commands for this worker, whichever replica they were sent to.
+      const unlisten = registry.live.listenCommands(workerId, () => {
+        const taken = registry.live.takeCommands(workerId);
+        if (taken instanceof Promise) void taken.then(push, () => undefined);
+        else push(taken);
       });
       // A worker needs one stream; a few more cover reconnects racing the
       // teardown of connections that died silently (half-open TCP lingers
@@ -176,7 +183,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
             try {
               if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
               meter?.();
-              const r = beat(p, msg.heartbeat);
+              const r = beat(p, msg.heartbeat, true);
               if (!(r instanceof Promise)) {
                 out.push(reply(r));
                 return true;
@@ -205,7 +212,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
             if (out.closed) break;
             if (!msg.heartbeat) throw invalidArgument('heartbeat is required');
             meter?.();
-            const r = beat(p, msg.heartbeat);
+            const r = beat(p, msg.heartbeat, true);
             out.push(reply(r instanceof Promise ? await r : r));
           }
           out.end();
@@ -320,6 +327,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const { row, secret } = newTokenRow(req.scope, clock.now(), { description: req.description });
       await store.createToken(row);
       registry.tokens.add(row);
+      registry.tokensChanged();
       deps.log.info({ tokenId: row.tokenId, scope: TokenScope[row.scope] }, 'token created');
       return { info: toTokenInfo(row), token: secret };
     },
@@ -330,6 +338,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const row = await store.revokeToken(req.tokenId, clock.now());
       if (!row) throw notFound(`token "${req.tokenId}" does not exist`);
       registry.tokens.removeById(req.tokenId);
+      registry.tokensChanged();
       deps.log.info({ tokenId: row.tokenId }, 'token revoked');
       return { info: toTokenInfo(row) };
     },

@@ -159,7 +159,7 @@ export function createHealthChecks(deps: HealthChecksDeps) {
       live.set(checkId, run);
       for (const id of ids) {
         try {
-          const { command } = registry.sendCommand(id, CommandType.CHECK, `health check ${checkId}`);
+          const { command } = await registry.sendCommand(id, CommandType.CHECK, `health check ${checkId}`);
           run.commands.set(command.commandId, id);
           byCommand.set(command.commandId, run);
         } catch {

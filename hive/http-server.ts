@@ -24,6 +24,9 @@ export interface HttpDeps {
   prom: PromRegistry;
   /** null when healthy, else what is wrong (served as 503). */
   healthProblems: () => Promise<string[]>;
+  /** What runs degraded but still serves (200 with status "degraded": a load balancer keeps sending heartbeats). */
+  /** What does not stop the hive serving but is wrong (a 200 with status "degraded"). */
+  degradations?: () => Promise<string[]>;
   /** Extra pages (the status page and its assets), by path. */
   pages?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   maxMessageBytes: number;
@@ -101,9 +104,10 @@ export function createHttpHandler(deps: HttpDeps) {
       return;
     }
     if (url.pathname === '/healthz') {
-      deps.healthProblems().then((problems) => {
+      Promise.all([deps.healthProblems(), deps.degradations?.() ?? []]).then(([problems, degraded]) => {
+        const status = problems.length ? 'unhealthy' : degraded.length ? 'degraded' : 'ok';
         res.writeHead(problems.length ? 503 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: problems.length ? 'unhealthy' : 'ok', problems }) + '\n');
+        res.end(JSON.stringify({ status, problems, ...(degraded.length ? { degraded } : {}) }) + '\n');
       });
       return;
     }

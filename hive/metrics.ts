@@ -6,7 +6,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import { HiveError } from './errors.js';
 import { healthScore, pressureOf } from './health-score.js';
 import type { Registry } from './registry.js';
-import type { LiveWorker } from './worker.js';
+import { lastBeatOf, type LiveWorker } from './worker.js';
 
 // The hive's Prometheus metrics, on a Registry of its own. Gauges that
 // mirror state are computed at scrape time; nothing is pushed by timers.
@@ -127,6 +127,26 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     registers: [prom],
     collect() {
       this.set(hive()?.writeBehind.backlog() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'hive_live_state_degraded',
+    help: 'Whether the shared live state (Redis) is out of reach and this replica runs on its memory alone (1) or not (0).',
+    labelNames: ['engine'],
+    registers: [prom],
+    collect() {
+      const live = hive()?.live;
+      this.reset();
+      if (live) this.labels(live.kind).set(live.degraded() === null ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'hive_live_overdue_workers',
+    help: 'Workers whose deadline (last heartbeat + 2x interval) has passed in the shared deadline index (Redis mode only).',
+    registers: [prom],
+    async collect() {
+      const n = await hive()?.live.overdue(clock.now());
+      this.set(n ?? 0);
     },
   });
   new Gauge({
@@ -296,5 +316,5 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
 
 /** The worker's last reported stats without building a message: a heartbeat carries the same fields. */
 function statsLike(w: LiveWorker) {
-  return w.lastBeat ?? w.storedStats ?? undefined;
+  return lastBeatOf(w) ?? w.storedStats ?? undefined;
 }

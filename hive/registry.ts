@@ -13,33 +13,61 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
 import { aborted, alreadyExists, failedPrecondition, invalidArgument, isStoreUnavailable, notFound, permissionDenied, unauthenticated, unavailable } from './errors.js';
-import { CommandQueue } from './commands.js';
+import { EMPTY, newCommand } from './commands.js';
+import { createMemoryLiveState } from './live-memory.js';
+import type { CasResult, LiveListener, LiveState, RegistryChange } from './live-state.js';
+import { reconcile } from './reconcile.js';
 import { newTokenRow, TokenIndex, type Principal } from './tokens.js';
-import type { EventRow, Store } from './store/store.js';
+import type { EventRow, Store, TokenRow } from './store/store.js';
 import { validateHeartbeat, validateRegister } from './validate.js';
 import { WatchHub } from './watch-hub.js';
-import { fromStored, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
+import { applyShared, fromStored, lastBeatOf, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { mergeStats } from './live-stats.js';
 import { validatePolicy } from './policy.js';
 import { checkNoCycle } from './dependencies.js';
 
-// The registry's domain core: live state in memory, durable state in the
-// store, changes published to watchers. Transports and auth sit outside;
-// every method takes the already-authenticated caller.
+// The registry's domain core: the fleet in memory, kept in step with other
+// replicas by the live state, durable state in the store, changes
+// published to watchers. Transports and auth sit outside; every method
+// takes the already-authenticated caller.
 
 export interface RegistryDeps {
   store: Store;
   clock: Clock;
   log: Logger;
   writeBehindMs?: number;
+  /** Live state shared with other replicas; a memory-only one by default. */
+  live?: LiveState;
+  /** Token ids that come from configuration, not the store (kept across rereads). */
+  configTokenIds?: (id: string) => boolean;
   onEvent?: (kind: string) => void;
   onFlush?: (rows: number, seconds: number, ok: boolean) => void;
+}
+
+/** What a reread covers: everything, or these workers and/or the tokens of no worker. */
+interface RereadScope {
+  all: boolean;
+  ids: Set<string>;
+  tokens: boolean;
+}
+
+function mergeScope(a: RereadScope | null, change: RegistryChange | undefined): RereadScope {
+  const m: RereadScope = a ?? { all: false, ids: new Set(), tokens: false };
+  if (!change) m.all = true;
+  else {
+    for (const id of change.workerIds ?? []) m.ids.add(id);
+    if (change.tokens) m.tokens = true;
+  }
+  return m;
 }
 
 const CAN_GO_STALE = new Set([WorkerState.PENDING, WorkerState.HEALTHY, WorkerState.DEGRADED, WorkerState.UNHEALTHY]);
 const MONITOR_STATES = new Set([WorkerState.RESTARTING, WorkerState.FAILED]);
 const PAST_SESSIONS = 8;
+const NOT_LEFT: ReadonlySet<WorkerState> = new Set(
+  Object.values(WorkerState).filter((v): v is WorkerState => typeof v === 'number' && v !== WorkerState.LEFT && v !== WorkerState.UNSPECIFIED),
+);
 
 export type Registry = Awaited<ReturnType<typeof createRegistry>>;
 
@@ -48,7 +76,7 @@ export async function createRegistry(deps: RegistryDeps) {
   const workers = new Map<string, LiveWorker>();
   const tokens = new TokenIndex();
   const hub = new WatchHub();
-  const commands = new CommandQueue();
+  const live = deps.live ?? createMemoryLiveState();
   const startedAt = clock.now();
   // Durable writes of one worker happen in the order they were decided.
   const durableChain = new Map<string, Promise<unknown>>();
@@ -118,16 +146,22 @@ export async function createRegistry(deps: RegistryDeps) {
    * fleet keeps working; when the outbox is full the move is refused
    * before anything changes.
    */
-  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string): Promise<void> {
+  async function transition(w: LiveWorker, to: WorkerState, kind: string, actor: string, reason: string, at = clock.now(), casVer?: number): Promise<void> {
     if (writeBehind.outboxFull()) throw unavailable('the registry database is unavailable and the outbox is full; nothing was changed, try again');
     const from = w.state;
-    const now = clock.now();
+    const now = at;
     w.state = to;
     w.stateSince = now;
     const ev = event(w, kind, from, to, actor, reason);
     hub.publish(w, WorkerChangeType.UPDATED);
     const snap = { ...snapshotOf(w), state: to, stateSince: now };
-    await durably(w.workerId, () => store.transition(snap, [ev]));
+    try {
+      await durably(w.workerId, () => store.transition(snap, [ev]));
+    } finally {
+      // Told to the other replicas once durable: what they do in reply (a
+      // late heartbeat undoing a mark) is written after it, in order.
+      live.stateChanged(w, casVer);
+    }
     log.info({ workerId: w.workerId, from: WorkerState[from], to: WorkerState[to], kind, actor, reason }, 'worker state changed');
   }
 
@@ -137,6 +171,11 @@ export async function createRegistry(deps: RegistryDeps) {
       event(w, 'command_result', w.state, w.state, `worker:${w.workerId}`, `${r.commandId} ${r.success ? 'succeeded' : 'failed'}: ${r.message}`),
     );
     durably(w.workerId, () => store.appendEvents(rows)).catch((err) => log.error({ err, workerId: w.workerId }, 'command results dropped: outbox full'));
+  }
+
+  function shareRegistration(w: LiveWorker): void {
+    live.registryChanged({ workerIds: [w.workerId] });
+    adoptShared([w]).catch((err) => log.warn({ err, workerId: w.workerId }, 'live state not seeded'));
   }
 
   function get(id: string): LiveWorker {
@@ -165,10 +204,212 @@ export async function createRegistry(deps: RegistryDeps) {
       throw failedPrecondition(`worker "${w.workerId}" heartbeated since (seq ${w.lastSeq}, observed ${observedSeq})`);
   }
 
+  /**
+   * The shared word on a compare-and-set this replica's copy allowed: another
+   * replica may have accepted a newer heartbeat that has not reached us yet.
+   * Then runs the transition, already announced by the compare-and-set.
+   */
+  function casTransition(w: LiveWorker, from: ReadonlySet<WorkerState>, to: WorkerState, observedSeq: bigint, observedSession: string, kind: string, actor: string, reason: string): Promise<void> {
+    const now = clock.now();
+    const apply = async (r: CasResult): Promise<void> => {
+      if (!r.ok && r.why === 'seq') throw failedPrecondition(`worker "${w.workerId}" heartbeated since (seq ${r.seq}, observed ${observedSeq})`);
+      if (!r.ok) throw failedPrecondition(`worker "${w.workerId}" is ${WorkerState[r.state]}, not markable ${WorkerState[to]}`);
+      await transition(w, to, kind, actor, reason, now, r.ver);
+      // A heartbeat accepted here while the shared compare-and-set was on its
+      // way came after it: it wins, as it would have a moment later. (One
+      // heard from another replica is undone there, by the replica that has it.)
+      const newer = w.lastSeq !== observedSeq || (observedSession !== '' && w.sessionId !== observedSession);
+      if (newer && (live.kind === 'memory' || beatHere.has(w.workerId))) await lateBeatWins(w);
+    };
+    const r = live.compareAndSet(w, { seq: observedSeq, session: observedSession, from }, to, now);
+    return r instanceof Promise ? r.then(apply) : apply(r);
+  }
+
+  function newWorker(id: string, intervalMs: number, now: number): LiveWorker {
+    return {
+      workerId: id,
+      labels: {},
+      intervalMs,
+      registeredAt: now,
+      state: WorkerState.PENDING,
+      stateSince: now,
+      lastSeen: null,
+      lastSeq: 0n,
+      sessionId: '',
+      status: 0,
+      statusDetail: '',
+      lastBeat: null,
+      storedStats: null,
+      policy: null,
+      dependsOn: [],
+      graceUntil: null,
+      streams: 0,
+    };
+  }
+
+  // Rereading the durable registry after another replica changed it: only
+  // what changed (a registration reads one worker and its tokens), one
+  // reread at a time, and what is announced meanwhile is read together next.
+  let rereading: Promise<void> | null = null;
+  let wanted: RereadScope | null = null;
+  function reread(change?: RegistryChange): Promise<void> {
+    wanted = mergeScope(wanted, change);
+    rereading ??= (async () => {
+      while (wanted) {
+        const scope = wanted;
+        wanted = null;
+        try {
+          await rereadOnce(scope);
+        } catch (err) {
+          // Kept for the next announcement (or the reread after an outage).
+          wanted = mergeScope(wanted, scope.all ? undefined : { workerIds: [...scope.ids], tokens: scope.tokens });
+          log.warn({ err }, 'rereading the registry failed; the next change retries');
+          break;
+        }
+      }
+    })().finally(() => {
+      rereading = null;
+    });
+    return rereading;
+  }
+
+  /** Counts registrations and removals made here: a reread that read before one of them must not undo it. */
+  let localChanges = 0;
+  const changedHereAt = new Map<string, number>();
+  function changedHere(id: string): void {
+    changedHereAt.set(id, ++localChanges);
+  }
+
+  async function rereadOnce(scope: RereadScope): Promise<void> {
+    const startedAt = localChanges;
+    const skip = (id: string) => (changedHereAt.get(id) ?? 0) > startedAt;
+    const ids = [...scope.ids];
+    const [stored, workerTokens, allTokens] = await Promise.all([
+      scope.all ? store.loadWorkers() : ids.length ? store.loadWorkers(ids) : [],
+      !scope.all && ids.length ? store.loadTokens(ids) : [],
+      scope.all || scope.tokens ? store.loadTokens() : null,
+    ]);
+    const current = scope.all ? workers : new Map(ids.filter((id) => workers.has(id)).map((id) => [id, workers.get(id)!]));
+    const plan = reconcile(current, stored, skip);
+    // Changes made before this read began are in it: the next reread needs only later ones.
+    for (const [id, n] of changedHereAt) if (n <= startedAt) changedHereAt.delete(id);
+    for (const s of plan.added) {
+      const w = fromStored(s);
+      workers.set(w.workerId, w);
+      hub.publish(w, WorkerChangeType.ADDED);
+    }
+    for (const s of plan.changed) {
+      const w = workers.get(s.workerId)!;
+      w.labels = s.labels;
+      w.intervalMs = s.intervalMs;
+      w.registeredAt = s.registeredAt;
+      w.dependsOn = s.dependsOn;
+      w.policy = fromStored(s).policy;
+      hub.publish(w, WorkerChangeType.UPDATED);
+    }
+    for (const id of plan.removed) {
+      const w = workers.get(id)!;
+      workers.delete(id);
+      beatHere.delete(id);
+      tokens.removeWorker(id);
+      live.forget(id);
+      writeBehind.forget(id);
+      hub.publish(w, WorkerChangeType.REMOVED);
+    }
+    if (allTokens) syncTokens(allTokens);
+    else {
+      for (const id of ids) if (!skip(id)) tokens.removeWorker(id);
+      for (const t of workerTokens) if (!skip(t.workerId!)) tokens.add(t);
+    }
+    if (plan.added.length) await adoptShared(plan.added.map((s) => workers.get(s.workerId)!));
+  }
+
+  function syncTokens(rows: TokenRow[]): void {
+    tokens.replaceStored(rows, deps.configTokenIds ?? (() => false));
+  }
+
+  /** Takes what the shared live state knows better (fresher heartbeats, states set elsewhere). */
+  async function adoptShared(list: LiveWorker[]): Promise<void> {
+    // A state that changed here meanwhile is newer than the answer; a
+    // heartbeat is judged by its seq and session.
+    const before = new Map(list.map((w) => [w.workerId, w.state]));
+    const shared = await live.seed(list);
+    for (const [id, sh] of shared) {
+      const w = workers.get(id);
+      if (w && applyShared(w, sh, before.get(id) === w.state)) hub.publish(w, WorkerChangeType.UPDATED);
+    }
+  }
+
+  /** The last heartbeat of these workers was accepted by this replica (not heard from another). */
+  const beatHere = new Set<string>();
+
+  /** A heartbeat newer than a monitor's decision undoes it, with the same rule as a heartbeat arriving after it. */
+  function lateBeatWins(w: LiveWorker): Promise<void> {
+    const reported = REPORTED_STATE[w.status];
+    if (w.state === reported || !CAN_GO_STALE.has(reported)) return Promise.resolve();
+    if (w.state === WorkerState.RESTARTING && !isHealthyReport(reported)) return Promise.resolve();
+    return transition(w, reported, 'recovered', `worker:${w.workerId}`, 'heartbeat newer than the mark');
+  }
+
+  const listener: LiveListener = {
+    beat(id, at, hb) {
+      const w = workers.get(id);
+      if (!w) {
+        void reread({ workerIds: [id] }); // registered elsewhere a moment ago
+        return;
+      }
+      if (hb.sessionId === w.sessionId && hb.seq <= w.lastSeq) return; // older than what we hold
+      beatHere.delete(id);
+      if (hb.sessionId !== w.sessionId && w.sessionId !== '') rememberSession(w);
+      // Every heard heartbeat is merged in order (one may carry the inventory
+      // later compact ones refer to); each is decoded when the next arrives or
+      // when someone reads the stats, whichever is first.
+      if (w.encodedBeat) lastBeatOf(w);
+      w.lastSeen = at;
+      w.lastSeq = hb.seq;
+      w.sessionId = hb.sessionId;
+      w.status = hb.status;
+      w.statusDetail = hb.statusDetail;
+      w.encodedBeat = hb.encoded;
+      hub.publish(w, WorkerChangeType.UPDATED);
+    },
+    state(id, state, since, seq, session) {
+      const w = workers.get(id);
+      if (!w) return void reread({ workerIds: [id] });
+      w.state = state;
+      w.stateSince = since;
+      hub.publish(w, WorkerChangeType.UPDATED);
+      // Decided on an older heartbeat than one this replica accepted meanwhile:
+      // this replica holds the newer truth and undoes the decision.
+      if (beatHere.has(id) && (seq !== w.lastSeq || session !== w.sessionId)) {
+        lateBeatWins(w).catch((err) => log.warn({ err, workerId: id }, 'late heartbeat not applied'));
+      }
+    },
+    reload(change) {
+      void reread(change);
+    },
+    recovered() {
+      // What other replicas accepted while we could not hear them is on its
+      // way now; until it is, nobody's silence counts (set at once, before
+      // anything else can be asked of us).
+      const now = clock.now();
+      const grace = (w: LiveWorker) => {
+        w.graceUntil = Math.max(w.graceUntil ?? 0, now + 2 * w.intervalMs);
+        hub.publish(w, WorkerChangeType.UPDATED);
+      };
+      for (const w of workers.values()) grace(w);
+      void (async () => {
+        await reread();
+        for (const w of workers.values()) if ((w.graceUntil ?? 0) < now + 2 * w.intervalMs) grace(w); // registered meanwhile
+        await adoptShared([...workers.values()]);
+      })().catch((err) => log.error({ err }, 'converging after the live state outage failed'));
+    },
+  };
+
   return {
     startedAt,
     hub,
-    commands,
+    live,
     writeBehind,
     tokens,
     workers: workers as ReadonlyMap<string, LiveWorker>,
@@ -193,27 +434,7 @@ export async function createRegistry(deps: RegistryDeps) {
       registering.add(id);
       try {
         const now = clock.now();
-        const w: LiveWorker = existing
-          ? { ...existing }
-          : {
-              workerId: id,
-              labels: {},
-              intervalMs,
-              registeredAt: now,
-              state: WorkerState.PENDING,
-              stateSince: now,
-              lastSeen: null,
-              lastSeq: 0n,
-              sessionId: '',
-              status: 0,
-              statusDetail: '',
-              lastBeat: null,
-              storedStats: null,
-              policy: null,
-              dependsOn: [],
-              graceUntil: null,
-              streams: 0,
-            };
+        const w: LiveWorker = existing ? { ...existing } : newWorker(id, intervalMs, now);
         w.labels = { ...req.labels };
         w.intervalMs = intervalMs;
         if (req.restartPolicy) w.policy = req.restartPolicy;
@@ -231,21 +452,24 @@ export async function createRegistry(deps: RegistryDeps) {
           existing.intervalMs = w.intervalMs;
           existing.policy = w.policy;
           existing.dependsOn = w.dependsOn;
+          existing.dependsOnSelector = w.dependsOnSelector;
         }
-        const live = existing ?? w;
-        workers.set(id, live);
+        const lw = existing ?? w;
+        changedHere(id);
+        workers.set(id, lw);
         tokens.removeWorker(id);
         tokens.add(row);
-        hub.publish(live, existing ? WorkerChangeType.UPDATED : WorkerChangeType.ADDED);
+        hub.publish(lw, existing ? WorkerChangeType.UPDATED : WorkerChangeType.ADDED);
+        shareRegistration(lw);
         log.info({ workerId: id, actor, rotated: !!existing }, 'worker registered');
-        return { worker: live, token: secret };
+        return { worker: lw, token: secret };
       } finally {
         registering.delete(id);
       }
     },
 
     /** The hot path. Synchronous unless the heartbeat changes the worker's state. */
-    heartbeat(p: Principal, hb: HeartbeatRequest): HeartbeatResponse | Promise<HeartbeatResponse> {
+    heartbeat(p: Principal, hb: HeartbeatRequest, streamed = false): HeartbeatResponse | Promise<HeartbeatResponse> {
       validateHeartbeat(hb);
       if (p.workerId !== hb.workerId) {
         throw permissionDenied(`this token belongs to worker "${p.workerId ?? '(none)'}", not "${hb.workerId}"`);
@@ -268,6 +492,8 @@ export async function createRegistry(deps: RegistryDeps) {
       const steady = from === reported || (from === WorkerState.RESTARTING && !isHealthyReport(reported));
       // Refused before anything changes when the change could not be kept.
       if (!steady && writeBehind.outboxFull()) throw unavailable('the registry database is unavailable and the outbox is full');
+      // A newer heartbeat heard from another replica, not yet read, comes first.
+      if (w.encodedBeat) lastBeatOf(w);
       const inventoryRequired = mergeStats(w, hb);
       const now = clock.now();
       if (hb.sessionId !== w.sessionId && w.sessionId !== '') rememberSession(w);
@@ -276,12 +502,14 @@ export async function createRegistry(deps: RegistryDeps) {
       w.sessionId = hb.sessionId;
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
+      if (live.kind !== 'memory') beatHere.add(w.workerId);
+      live.beat(w, hb, streamed);
       if (hb.commandResults.length > 0) recordCommandResults(w, hb);
-      const queued = commands.take(w.workerId);
+      const pending = live.takeCommands(w.workerId);
       const reply: HeartbeatResponse = {
         $typeName: 'hive.v1.HeartbeatResponse',
         ackSeq: hb.seq,
-        commands: queued,
+        commands: pending instanceof Promise ? EMPTY : pending,
         hiveTime: msToTimestamp(now),
         state: steady && from === WorkerState.RESTARTING ? from : reported,
         inventoryRequired,
@@ -291,18 +519,21 @@ export async function createRegistry(deps: RegistryDeps) {
         reply.heartbeatInterval = msToDuration(w.intervalMs);
         w.intervalToldSession = hb.sessionId;
       }
+      // Commands held by the shared live state cost a round trip; only then is the reply late.
+      const withCommands = (r: HeartbeatResponse): HeartbeatResponse | Promise<HeartbeatResponse> =>
+        pending instanceof Promise ? pending.then((c) => ((r.commands = c), r)) : r;
       if (steady) {
         // Common case: no state change. Written behind, published coalesced.
         writeBehind.touch(w.workerId);
         hub.publish(w, WorkerChangeType.UPDATED);
-        return reply;
+        return withCommands(reply);
       }
       const kind =
         from === WorkerState.PENDING ? 'first_heartbeat'
         : from === WorkerState.LEFT ? 'rejoined'
         : from === WorkerState.STALE || from === WorkerState.FAILED || from === WorkerState.RESTARTING ? 'recovered'
         : 'status_changed';
-      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => reply);
+      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => withCommands(reply));
     },
 
     async leave(p: Principal, workerId: string, reason: string): Promise<LiveWorker> {
@@ -321,7 +552,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
       const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
       if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
-      await transition(w, WorkerState.STALE, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
+      await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
       return w;
     },
 
@@ -331,13 +562,14 @@ export async function createRegistry(deps: RegistryDeps) {
       if (w.state === WorkerState.LEFT) throw failedPrecondition(`worker "${workerId}" left cleanly; it is not restarted`);
       if (w.state === to) return w;
       checkCas(w, observedSeq, observedSession);
-      await transition(w, to, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
+      await casTransition(w, NOT_LEFT, to, observedSeq, observedSession, to === WorkerState.FAILED ? 'gave_up' : 'restarting', actor, reason);
       return w;
     },
 
-    sendCommand(workerId: string, type: CommandType, reason: string) {
+    async sendCommand(workerId: string, type: CommandType, reason: string) {
       get(workerId);
-      return commands.enqueue(workerId, type, reason, clock.now());
+      const command = newCommand(type, reason, clock.now());
+      return { command, delivered: await live.enqueueCommand(workerId, command) };
     },
 
     async recordEvent(workerId: string, kind: string, actor: string, reason: string): Promise<EventRow> {
@@ -354,6 +586,7 @@ export async function createRegistry(deps: RegistryDeps) {
       await serialize(workerId, () => store.setPolicy(workerId, bytes, event(w, 'policy_set', w.state, w.state, actor, policy ? 'restart policy set' : 'restart policy cleared')));
       w.policy = policy;
       hub.publish(w, WorkerChangeType.UPDATED);
+      live.registryChanged({ workerIds: [workerId] });
       return w;
     },
 
@@ -361,8 +594,11 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = get(workerId);
       await serialize(workerId, () => store.deleteWorker(workerId, clock.now(), event(w, 'deregistered', w.state, 0, actor, reason || 'deregistered')));
       workers.delete(workerId);
+      changedHere(workerId);
+      beatHere.delete(workerId);
       tokens.removeWorker(workerId);
-      commands.drop(workerId);
+      live.forget(workerId);
+      live.registryChanged({ workerIds: [workerId] });
       writeBehind.forget(workerId);
       hub.publish(w, WorkerChangeType.REMOVED);
       log.info({ workerId, actor }, 'worker deregistered');
@@ -373,6 +609,7 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = workers.get(workerId);
       if (w) {
         w.streams++;
+        live.streamOpened(w);
         if (w.streams === 1) hub.publish(w, WorkerChangeType.UPDATED);
       }
     },
@@ -380,17 +617,32 @@ export async function createRegistry(deps: RegistryDeps) {
       const w = workers.get(workerId);
       if (w && w.streams > 0) {
         w.streams--;
-        if (w.streams === 0) hub.publish(w, WorkerChangeType.UPDATED);
+        if (w.streams === 0) {
+          live.streamClosed(w);
+          hub.publish(w, WorkerChangeType.UPDATED);
+        }
       }
     },
 
-    start(): void {
+    /** Tokens were created or revoked here: the other replicas reread them. */
+    tokensChanged(): void {
+      live.registryChanged({ tokens: true });
+    },
+
+    /** Rereads the durable registry (what another replica changed) and waits for it. */
+    reread,
+
+    async start(): Promise<void> {
+      await live.start(listener);
+      await adoptShared([...workers.values()]);
       writeBehind.start();
     },
     async stop(): Promise<void> {
       hub.closeAll();
       await writeBehind.stop();
       await Promise.all([...durableChain.values()]);
+      await rereading;
+      await live.stop();
     },
   };
 }

@@ -20,6 +20,9 @@ import { loadTlsFiles } from './tls.js';
 import { createRetentionSweep } from './retention.js';
 import { createServices } from './routes.js';
 import { createStatusPages } from './status-page.js';
+import { createMemoryLiveState } from './live-memory.js';
+import { createRedisLiveState } from './live-redis.js';
+import type { LiveState } from './live-state.js';
 import { openStore } from './store/open.js';
 import { watchStoreWrites } from './store/store-health.js';
 import { hashToken } from './tokens.js';
@@ -55,10 +58,15 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     prom,
   });
   const store = watched.store;
+  const live: LiveState = config.redisUrl
+    ? createRedisLiveState({ url: config.redisUrl, prefix: config.redisPrefix ?? 'hive', log: log.child({ component: 'live-state' }) })
+    : createMemoryLiveState();
   try {
     registry = await createRegistry({
       store,
       clock,
+      live,
+      configTokenIds: (id) => id === 'admin' || id.startsWith('config-join-'),
       log: log.child({ component: 'registry' }),
       writeBehindMs: config.writeBehind,
       onEvent: metrics.event,
@@ -85,10 +93,13 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   });
   metrics.countRunningChecks(() => healthChecks.running);
   await healthChecks.recover();
+  // The database down is an outage (503); Redis down is a degradation
+  // (200, "degraded"): the replicas keep serving from memory meanwhile.
   const readiness: DependencyProbe[] = [{ name: config.databaseUrl ? 'postgresql' : 'postgresql (embedded)', check: () => store.ping() }];
+  const degradable: DependencyProbe[] = [];
   if (config.redisUrl) {
     const url = config.redisUrl;
-    readiness.push({ name: 'redis', check: () => pingRedis(url) });
+    degradable.push({ name: 'redis', check: () => pingRedis(url) });
   }
   const health = createHealthState(['hive.v1.RegistryService', 'hive.v1.ControlService']);
   const shutdown = new AbortController();
@@ -114,7 +125,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });
-  for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes });
+  for (const m of mounted) addService(grpcServer, m.service, m.impl, { log, maxMessageBytes: LIMITS.maxMessageBytes, keepHeartbeatBytes: live.kind !== 'memory' });
   const grpcPort = await listenGrpc(grpcServer, `${config.grpcAddr.host}:${config.grpcAddr.port}`, grpcServerCredentials(tls));
 
   const http = await listenHttp(
@@ -125,6 +136,10 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       maxMessageBytes: LIMITS.maxMessageBytes,
       shutdownSignal: shutdown.signal,
       pages: createStatusPages(),
+      degradations: async () => {
+        const d = registry!.live.degraded();
+        return [...(await dependencyProblems(degradable)), ...(d === null ? [] : [`live state: ${d}`])];
+      },
       healthProblems: async () => {
         const problems = await dependencyProblems(readiness);
         if (!health.serving()) problems.unshift('not serving');
@@ -139,11 +154,11 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   );
   const retention = createRetentionSweep({ store, clock, log: log.child({ component: 'retention' }), retentionMs: config.eventRetention });
   const dependencies = createDependencyTracker({ registry, log: log.child({ component: 'dependencies' }) });
-  registry.start();
+  await registry.start();
   dependencies.start();
   retention.start();
   health.set(true);
-  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite', tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off' }, 'hive serving');
+  log.info({ grpc: `${config.grpcAddr.host}:${grpcPort}`, http: `${config.httpAddr.host}:${http.port}`, workers: registry.workers.size, store: config.databaseUrl ? 'postgresql' : 'pglite', tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off', live: live.kind, replica: live.replicaId }, 'hive serving');
 
   let stopped: Promise<void> | null = null;
   return {

@@ -85,6 +85,22 @@ export class TokenIndex {
     return this.byId.has(tokenId);
   }
 
+  /**
+   * Replaces every token that came from the store with the given rows (a
+   * reread after another replica created, rotated or revoked some); tokens
+   * for which keep says true (from configuration) stay.
+   */
+  replaceStored(rows: Array<Pick<TokenRow, 'tokenId' | 'hash' | 'scope' | 'workerId'>>, keep: (tokenId: string) => boolean): void {
+    for (const [id] of this.byId) if (!keep(id)) this.removeById(id);
+    for (const r of rows) this.add(r);
+  }
+
+  /** The id of the worker's active token, if it has one. */
+  workerTokenId(workerId: string): string | undefined {
+    for (const p of this.byHash.values()) if (p.workerId === workerId) return p.tokenId;
+    return undefined;
+  }
+
   hasWorkerToken(workerId: string): boolean {
     for (const p of this.byHash.values()) if (p.workerId === workerId) return true;
     return false;

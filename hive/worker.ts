@@ -1,6 +1,8 @@
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
   HealthStatus,
+  HeartbeatRequestSchema,
+  type HeartbeatRequest,
   WorkerState,
   WorkerStatsSchema,
   type Worker,
@@ -8,8 +10,11 @@ import {
 } from '../gen/hive/v1/registry_pb.js';
 import { RestartPolicySchema, type RestartPolicy } from '../gen/hive/v1/policy_pb.js';
 import { msToDuration, msToTimestamp } from '../lib/duration.js';
+import { decodeBeat } from './live-messages.js';
+import type { SharedLive } from './live-state.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
 import { encodeWorkerStats } from './stats-codec.js';
+import { mergeStats } from './live-stats.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
 export interface LiveWorker {
@@ -29,6 +34,11 @@ export interface LiveWorker {
    * updates in place (hive/live-stats.ts): no decoded request is retained.
    */
   lastBeat: LiveStats | null;
+  /**
+   * A newer heartbeat heard from another replica, still encoded (protobuf,
+   * base64): merged into lastBeat on first read, or when the next arrives.
+   */
+  encodedBeat?: string | null;
   /** Stats loaded from the store before the first heartbeat of this run. */
   storedStats: WorkerStats | null;
   policy: RestartPolicy | null;
@@ -61,8 +71,29 @@ export const REPORTED_STATE: Record<number, WorkerState> = {
   [HealthStatus.UNHEALTHY]: WorkerState.UNHEALTHY,
 };
 
+/** The last heartbeat's stats, merging one heard from another replica on first read. */
+export function lastBeatOf(w: LiveWorker): LiveStats | null {
+  if (w.encodedBeat) {
+    const encoded = w.encodedBeat;
+    w.encodedBeat = null;
+    try {
+      mergeStats(w, decodeBeat(encoded));
+    } catch {
+      // Not decodable or not mergeable (another version?): the previous stats stand.
+    }
+  }
+  return w.lastBeat;
+}
+
+/** The worker's last heartbeat rebuilt in its full form from what the hive holds (to tell other replicas), or null before the first. */
+export function heartbeatOf(w: LiveWorker): HeartbeatRequest | null {
+  const s = lastBeatOf(w);
+  if (!s) return null;
+  return create(HeartbeatRequestSchema, { ...s, workerId: w.workerId, sessionId: w.sessionId, seq: w.lastSeq, status: w.status, statusDetail: w.statusDetail });
+}
+
 export function statsOf(w: LiveWorker): WorkerStats | undefined {
-  const b = w.lastBeat;
+  const b = lastBeatOf(w);
   if (!b) return w.storedStats ?? undefined;
   return {
     $typeName: 'hive.v1.WorkerStats',
@@ -165,4 +196,28 @@ export function toStored(w: LiveWorker): StoredWorker {
     dependsOn: w.dependsOn,
     dependsOnSelector: w.dependsOnSelector ?? '',
   };
+}
+
+/**
+ * Takes the shared live state's fields when they are newer than this
+ * copy's: another session or a higher seq means a heartbeat this replica
+ * has not seen; a differing state was set elsewhere. Returns whether
+ * anything changed.
+ */
+export function applyShared(w: LiveWorker, sh: SharedLive, takeState = true): boolean {
+  let changed = false;
+  const newerBeat = sh.lastSeen !== null && (sh.sessionId !== w.sessionId ? (w.lastSeen ?? 0) <= sh.lastSeen : sh.lastSeq > w.lastSeq);
+  if (newerBeat) {
+    w.lastSeq = sh.lastSeq;
+    w.sessionId = sh.sessionId;
+    w.lastSeen = sh.lastSeen;
+    w.status = sh.status;
+    changed = true;
+  }
+  if (takeState && sh.state !== w.state && sh.state !== 0) {
+    w.state = sh.state;
+    w.stateSince = sh.stateSince;
+    changed = true;
+  }
+  return changed;
 }

@@ -3,6 +3,7 @@ import { clientTlsProblems } from '../lib/tls-client.js';
 import { ConfigError, listSetting, loadConfig, parseAddr, parseLogLevel, setting, text } from '../lib/config.js';
 import { parseDurationMs } from '../lib/duration.js';
 import { parseSelector } from '../hive/selector.js';
+import { checkPrefix } from '../lib/redis-keys.js';
 import type { Severity } from './alerts.js';
 
 // Every setting is a flag and an environment variable; problems are
@@ -97,6 +98,22 @@ export const MONITOR_SETTINGS = {
   tlsCa: setting<string | undefined>({ flag: 'tls-ca', env: 'HIVE_TLS_CA', description: "PEM CA that signed the hive's certificate; connects over TLS and verifies the hive", parse: text }),
   tlsCert: setting<string | undefined>({ flag: 'tls-cert', env: 'HIVE_TLS_CLIENT_CERT', description: 'PEM client certificate for a hive that runs mutual TLS', parse: text }),
   tlsKey: setting<string | undefined>({ flag: 'tls-key', env: 'HIVE_TLS_CLIENT_KEY', description: 'PEM private key of --tls-cert', parse: text }),
+  redisUrl: setting<string | undefined>({
+    flag: 'redis-url',
+    env: 'REDIS_URL',
+    description: 'Redis URL for leader election among several monitors (a lease with a fencing token); without it this monitor is the only one and always leads',
+    parse: (s) => {
+      const u = new URL(s);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('must be a redis:// or rediss:// URL');
+      return s;
+    },
+  }),
+  redisPrefix: setting({ flag: 'redis-prefix', env: 'HIVE_REDIS_PREFIX', description: 'prefix of the Redis keys, the same as the hives\'', default: 'hive', parse: checkPrefix }),
+  leaseTtl: setting({ flag: 'lease-ttl', env: 'MONITOR_LEASE_TTL', description: 'leader lease: a leader that stops renewing is replaced after this long', default: 10_000, parse: (s) => {
+    const ms = parseDurationMs(s);
+    if (ms < 300 || ms > 300_000) throw new Error('must be between 300ms and 5m');
+    return ms;
+  } }),
   logLevel: setting({ flag: 'log-level', env: 'LOG_LEVEL', description: 'log level', default: 'info', parse: parseLogLevel }),
 };
 

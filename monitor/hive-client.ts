@@ -1,4 +1,4 @@
-import { createClient, type Client } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
 import type { HealthCheckSchedule } from '../gen/hive/v1/health_check_pb.js';
@@ -31,7 +31,17 @@ export interface HiveApi {
   startScheduledHealthCheck(scheduleId: string): Promise<string>;
 }
 
-export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs?: number; tls?: ClientTls } = {}): HiveApi {
+export interface HiveApiOptions {
+  callTimeoutMs?: number;
+  tls?: ClientTls;
+  /**
+   * The fencing token of this monitor's leadership for each acting call; null
+   * while it is not the leader, and then the call is not sent at all.
+   */
+  fence?: () => bigint | null;
+}
+
+export function createHiveApi(addr: string, token: string, opts: HiveApiOptions = {}): HiveApi {
   const transport = createGrpcTransport({
     baseUrl: hiveBaseUrl(addr, opts.tls),
     nodeOptions: opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
@@ -46,8 +56,13 @@ export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs
   const headers = { authorization: `Bearer ${token}` };
   const timeoutMs = opts.callTimeoutMs ?? 10_000;
   const call = { headers, timeoutMs };
-  // Leader election is a later issue; 0 is "no fencing" for now.
-  const fencingToken = 0n;
+  const fenceOf = opts.fence ?? (() => 0n);
+  /** The token for an acting call; a monitor that is not the leader does not act. */
+  const fencingToken = (): bigint => {
+    const f = fenceOf();
+    if (f === null) throw new ConnectError('this monitor is not the leader', Code.Unavailable);
+    return f;
+  };
 
   return {
     watch(signal, labelSelector = '') {
@@ -56,18 +71,18 @@ export function createHiveApi(addr: string, token: string, opts: { callTimeoutMs
       return registry.watchWorkers({ labelSelector, omitStats: true }, { headers, signal });
     },
     async markStale(ref, reason) {
-      const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken }, call);
+      const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken: fencingToken() }, call);
       return { worker: res.worker, applied: res.applied };
     },
     async setWorkerState(ref, state, reason) {
-      return (await control.setWorkerState({ ...ref, state, reason: sanitizeReason(reason), fencingToken }, call)).worker;
+      return (await control.setWorkerState({ ...ref, state, reason: sanitizeReason(reason), fencingToken: fencingToken() }, call)).worker;
     },
     async sendRestart(workerId, reason) {
-      const res = await control.sendCommand({ workerId, type: CommandType.RESTART, reason: sanitizeReason(reason), fencingToken }, call);
+      const res = await control.sendCommand({ workerId, type: CommandType.RESTART, reason: sanitizeReason(reason), fencingToken: fencingToken() }, call);
       return { commandId: res.command?.commandId ?? '', delivered: res.delivered };
     },
     async recordEvent(workerId, kind, reason) {
-      await control.recordEvent({ workerId, kind, reason: sanitizeReason(reason), fencingToken }, call);
+      await control.recordEvent({ workerId, kind, reason: sanitizeReason(reason), fencingToken: fenceOf() ?? 0n }, call);
     },
     async listDefaultPolicies() {
       return (await control.listDefaultPolicies({}, call)).defaultPolicies;

@@ -7,6 +7,10 @@ import { loadMonitorConfig } from './config.js';
 import { createHiveApi } from './hive-client.js';
 import { serveMonitorHttp } from './http.js';
 import { createMonitor } from './monitor.js';
+import { createLeaderLease } from './leader-lease.js';
+import { connectRedis, openRedis } from '../lib/redis.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 
 // hive-monitor: configuration, logger, client, HTTP port, signals. The
 // parts and their wiring live in monitor.ts.
@@ -23,8 +27,15 @@ try {
 }
 const log = createLogger('hive-monitor', config.logLevel);
 const prom = new PromRegistry();
+const holder = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+const redis = config.redisUrl ? openRedis({ url: config.redisUrl, log, name: `hive-monitor-${holder}`, commandTimeoutMs: Math.max(200, Math.floor(config.leaseTtl / 4)) }) : null;
+if (redis) await connectRedis(redis, log);
+const leadership = redis
+  ? createLeaderLease({ redis, prefix: config.redisPrefix, holder, ttlMs: config.leaseTtl, clock: systemClock, log: log.child({ component: 'leader-lease' }) })
+  : undefined;
 const monitor = createMonitor({
-  hive: createHiveApi(config.hive, config.token, { tls: loadClientTls(config) }),
+  hive: createHiveApi(config.hive, config.token, { tls: loadClientTls(config), fence: leadership ? () => (leadership.isLeader() ? leadership.fence() : null) : undefined }),
+  leadership,
   clock: systemClock,
   log,
   prom,
@@ -44,6 +55,7 @@ log.info(
   {
     http: `${config.httpAddr.host}:${http.port}`,
     hive: config.hive,
+    leaderElection: redis ? `redis lease ${config.leaseTtl} ms (holder ${holder})` : 'none (sole monitor)',
     selector: config.selector || undefined,
     execAllow: config.execAllow.length,
     alertReceivers: config.alertWebhooks.length + config.alertSlackWebhooks.length,
@@ -61,6 +73,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     force.unref();
     void (async () => {
       await monitor.stop();
+      redis?.disconnect();
       await http.close();
       log.info('monitor stopped');
       process.exit(0);

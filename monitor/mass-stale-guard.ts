@@ -131,6 +131,15 @@ export class MassStaleGuard {
   }
 
   /**
+   * Starts limiting restarts from now on as after a release (a new leader
+   * inherits a backlog of due restarts and must not fire them in a burst).
+   */
+  throttleFrom(now: number): void {
+    this.recovering = true;
+    this.nextSlot = now;
+  }
+
+  /**
    * Reserves the time at which one restart action may run: now, unless the
    * guard released recently and earlier reservations fill the slots. Each
    * caller gets its own slot, one resumeInterval apart. Callers check

@@ -15,13 +15,14 @@ import type { HiveApi } from './hive-client.js';
 import { errorText } from './hive-errors.js';
 import { createCheckScheduler } from './check-scheduler.js';
 import { createInformer, type InformerListener } from './informer.js';
-import { soleMonitor, type IsLeader } from './leader.js';
+import type { IsLeader } from './leader.js';
 import { MassStaleGuard } from './mass-stale-guard.js';
 import { createMonitorMetrics } from './metrics.js';
 import { PolicyBook, type ActionName } from './policy.js';
 import { postJson } from './post-json.js';
 import { createRestartSupervisor } from './restart-supervisor.js';
 import { SilenceBook } from './silences.js';
+import { soleLeadership, type Leadership } from './leader-lease.js';
 import { createStaleDetector, graceBaseAfterGap } from './stale-detector.js';
 
 // The monitor's parts and how changes flow between them: the informer's
@@ -60,8 +61,8 @@ export interface MonitorDeps {
   /** Replaces actions (tests). */
   actions?: Partial<Record<ActionName, RestartAction>>;
   fetchImpl?: typeof fetch;
-  /** Whether this monitor acts (default: it is the sole monitor). */
-  isLeader?: IsLeader;
+  /** Leader election among several monitors; alone, this monitor always leads. */
+  leadership?: Leadership;
 }
 
 const HEALTHY = new Set([WorkerState.HEALTHY, WorkerState.DEGRADED]);
@@ -71,7 +72,9 @@ export type Monitor = ReturnType<typeof createMonitor>;
 
 export function createMonitor(deps: MonitorDeps) {
   const { hive, clock, log, options: o } = deps;
-  const isLeader = deps.isLeader ?? soleMonitor;
+  const leadership = deps.leadership ?? soleLeadership();
+  // One answer to "do I act?" for everything leader-only (restarts, scheduled checks).
+  const isLeader: IsLeader = () => leadership.isLeader();
   const policies = new PolicyBook();
   const silences = new SilenceBook();
   let graceBase = -Infinity;
@@ -185,6 +188,28 @@ export function createMonitor(deps: MonitorDeps) {
     }
   }
 
+  /** Only a synced leader judges and acts: a standby watches, ready to take over. */
+  function setActing(): void {
+    const on = informer.synced && leadership.isLeader();
+    detector.setEnabled(on);
+    supervisor.setEnabled(on);
+  }
+
+  leadership.onChange((leader, fence) => {
+    if (leader) {
+      // etcd's promote: every deadline gets a grace, and the restarts the
+      // standby saw coming resume at the guard's limited rate, not at once.
+      const now = clock.now();
+      detector.setPromotedAt(informer.hiveClock.now());
+      for (const w of informer.values()) detector.observe(w);
+      guard.throttleFrom(now);
+      log.info({ fencingToken: String(fence), workers: informer.size }, 'leading: deadlines graced, restarts rate-limited until the backlog drains');
+    } else {
+      log.warn('standing by: no stale marks or restarts from this monitor');
+    }
+    setActing();
+  });
+
   const listener: InformerListener = {
     onSynced(info) {
       const hiveNow = informer.hiveClock.now();
@@ -193,8 +218,7 @@ export function createMonitor(deps: MonitorDeps) {
       if (!info.first) {
         log.warn({ gapMs: info.gapMs, hiveRestarted: info.hiveRestarted, graceMs: Math.round(graceBase - hiveNow) }, 'registry back in sight: every deadline gets a fresh grace');
       }
-      detector.setEnabled(true);
-      supervisor.setEnabled(true);
+      setActing();
     },
     onChange(w, prev) {
       detector.observe(w);
@@ -267,6 +291,7 @@ export function createMonitor(deps: MonitorDeps) {
       supervisor.setEnabled(false);
       detector.start();
       supervisor.start();
+      leadership.start();
       const ctl = new AbortController();
       await Promise.race([refresh(), clock.sleep(5000, ctl.signal).catch(() => undefined)]);
       ctl.abort();
@@ -274,7 +299,9 @@ export function createMonitor(deps: MonitorDeps) {
       refresher.start();
       scheduler.start();
     },
+    leadership,
     async stop(): Promise<void> {
+      await leadership.stop();
       await informer.stop();
       await refresher.stop();
       await scheduler.stop();
@@ -286,6 +313,7 @@ export function createMonitor(deps: MonitorDeps) {
       return {
         ok: informer.synced,
         watch: informer.synced ? 'synced' : 'disconnected',
+        leader: leadership.isLeader(),
         workers: informer.size,
         deadlines: detector.size,
         massStaleGuard: guard.engaged ? 'engaged' : guard.limiting ? 'resuming' : 'off',

@@ -435,6 +435,17 @@ export function createRestartSupervisor(deps: SupervisorDeps) {
         if (rec) onHealthy(rec, w);
         return;
       }
+      if (rec && (rec.phase === 'waiting' || rec.phase === 'held') && w.state === WorkerState.RESTARTING) {
+        // Another monitor (the leader before us) restarted it: verify, do not restart again.
+        unschedule(rec);
+        rec.phase = 'verifying';
+        rec.issuedAt = clock.now();
+        rec.episodeAttempts++;
+        rec.attempts.push(rec.issuedAt);
+        schedule(rec, rec.issuedAt + rec.policy.verifyTimeoutMs);
+        log.info({ workerId: rec.id }, 'restart issued elsewhere: verifying it');
+        return;
+      }
       if (rec && rec.phase === 'held' && rec.blocked && w.blockedBy.length === 0) {
         rec.phase = 'waiting';
         log.info({ workerId: rec.id }, 'dependencies healthy again: restart resumes');

@@ -34,11 +34,14 @@ export interface Observed {
  * hive's post-restart grace, nor within 2x interval of graceBase (the end
  * of the monitor's own grace after it could not see the registry).
  */
-export function deadlineOf(w: Worker, graceBase: number): number {
+export function deadlineOf(w: Worker, graceBase: number, promotedAt = -Infinity): number {
   const interval = durationToMs(w.heartbeatInterval) ?? 0;
   const last = timestampToMs(w.lastSeen) ?? timestampToMs(w.registeredAt) ?? 0;
   const hiveGrace = timestampToMs(w.graceUntil) ?? -Infinity;
-  return Math.max(last + 2 * interval, hiveGrace, graceBase + 2 * interval);
+  // A new leader judges nobody within one interval of taking over: every
+  // live worker has beaten (and the watch brought it) by then, and what the
+  // old leader had in flight has landed.
+  return Math.max(last + 2 * interval, hiveGrace, graceBase + 2 * interval, promotedAt + interval);
 }
 
 /**
@@ -74,6 +77,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
   const retries = new Map<string, number>();
   const maxInFlight = deps.maxInFlight ?? 64;
   let graceBase = -Infinity;
+  let promotedAt = -Infinity;
 
   const loop = new DueLoop({
     clock,
@@ -160,7 +164,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
         forget(id);
         return;
       }
-      const dueAt = deadlineOf(w, graceBase);
+      const dueAt = deadlineOf(w, graceBase, promotedAt);
       const same = (o: Observed | undefined) => !!o && o.seq === w.lastSeq && o.session === w.sessionId && o.dueAt === dueAt;
       if (same(observed.get(id))) return;
       const flying = inFlight.get(id);
@@ -186,6 +190,10 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     /** Every deadline from now on is at least graceBase + 2x interval (hive ms). Call before re-observing. */
     setGraceBase(hiveMs: number): void {
       graceBase = hiveMs;
+    },
+    /** This monitor became the leader at hiveMs: every deadline is at least one interval later. Call before re-observing. */
+    setPromotedAt(hiveMs: number): void {
+      promotedAt = hiveMs;
     },
     /** Pauses marking while the registry is out of sight; deadlines stay queued. */
     setEnabled(on: boolean): void {

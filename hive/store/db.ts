@@ -123,13 +123,32 @@ async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
 }
 
 async function poolQuery<T>(q: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]): Promise<{ rows: T[] }> {
-  const res = await q.query(sql, params as unknown[] | undefined);
-  return { rows: res.rows as T[] };
+  try {
+    const res = await q.query(sql, params as unknown[] | undefined);
+    return { rows: res.rows as T[] };
+  } catch (err) {
+    throw asUnavailable(err);
+  }
+}
+
+function asUnavailable(err: unknown): unknown {
+  return isConnectionError(err) ? new StoreUnavailableError((err as Error).message, { cause: err }) : err;
 }
 
 async function pgTransaction<T>(pool: pg.Pool, fn: (tx: Db) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw asUnavailable(err);
+  }
   let broken: Error | undefined;
+  // A connection lost between two statements is reported by the next one;
+  // its 'error' event must not crash the process meanwhile.
+  const lost = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', lost);
   try {
     await client.query('BEGIN');
     const result = await fn(pgClientDb(client));
@@ -142,8 +161,9 @@ async function pgTransaction<T>(pool: pg.Pool, fn: (tx: Db) => Promise<T>): Prom
       // The connection is unusable; destroy it instead of pooling it.
       broken = rollbackErr as Error;
     }
-    throw err;
+    throw asUnavailable(err);
   } finally {
+    client.off('error', lost);
     client.release(broken);
   }
 }

@@ -30,8 +30,8 @@ export function createSqlStore(db: Db): Store {
     migrate: async () => {
       await migrate(db);
     },
-    loadWorkers: () => loadWorkers(db),
-    loadTokens: () => listTokens(db, false),
+    loadWorkers: (ids) => loadWorkers(db, ids),
+    loadTokens: (workerIds) => (workerIds ? loadWorkerTokens(db, workerIds) : listTokens(db, false)),
     registerWorker: (worker, token, revokeOld, event) =>
       db.transaction(async (tx) => {
         await upsertWorker(tx, worker);
@@ -159,8 +159,10 @@ function toWorker(r: WorkerRecord): StoredWorker {
   };
 }
 
-async function loadWorkers(db: Db): Promise<StoredWorker[]> {
-  const { rows } = await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers ORDER BY worker_id`);
+async function loadWorkers(db: Db, ids?: readonly string[]): Promise<StoredWorker[]> {
+  const { rows } = ids
+    ? await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers WHERE worker_id = ANY($1::text[]) ORDER BY worker_id`, [ids])
+    : await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers ORDER BY worker_id`);
   return rows.map(toWorker);
 }
 
@@ -295,6 +297,14 @@ async function revokeToken(db: Db, tokenId: string, at: number): Promise<TokenRo
     [tokenId, iso(at)],
   );
   return rows.length ? toToken(rows[0]) : null;
+}
+
+async function loadWorkerTokens(db: Db, workerIds: readonly string[]): Promise<TokenRow[]> {
+  const { rows } = await db.query<TokenRecord>(
+    `SELECT ${TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL AND worker_id = ANY($1::text[]) ORDER BY created_at, token_id`,
+    [workerIds],
+  );
+  return rows.map(toToken);
 }
 
 async function listTokens(db: Db, includeRevoked: boolean): Promise<TokenRow[]> {

@@ -142,9 +142,10 @@ export interface EventQuery {
 export interface Store {
   /** Applies pending migrations (idempotent, safe to run concurrently from several hives). */
   migrate(): Promise<void>;
-  loadWorkers(): Promise<StoredWorker[]>;
-  /** Tokens not revoked. */
-  loadTokens(): Promise<TokenRow[]>;
+  /** Every worker, or only those with the given ids (a replica rereading what another changed). */
+  loadWorkers(ids?: readonly string[]): Promise<StoredWorker[]>;
+  /** Tokens not revoked; with workerIds, only the worker tokens of those workers. */
+  loadTokens(workerIds?: readonly string[]): Promise<TokenRow[]>;
 
   /**
    * In one transaction: upserts the worker (all columns), revokes the

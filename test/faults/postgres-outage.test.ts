@@ -73,7 +73,7 @@ describe(`PostgreSQL unavailable for ${DOWN_S} s`, () => {
       const r = await fetch(`${hive.httpUrl}/healthz`);
       return r.status === 503 ? ((await r.json()) as { problems: string[] }) : null;
     }, 10_000, '/healthz to report the database');
-    expect(health.problems.join(' ')).toMatch(/database/);
+    expect(health.problems.join(' ')).toMatch(/postgresql|database/);
 
     for (const w of unhealthy) w.status = 3;
     const leaveCodes: string[] = [];

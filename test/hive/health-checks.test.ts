@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckOutcome, HealthBand, HealthCheckState, HealthCheckTrigger, type HealthCheck } from '../../gen/hive/v1/health_check_pb.js';
-import { CheckReportSchema, CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerState } from '../../gen/hive/v1/registry_pb.js';
+import { CheckReportSchema, CommandType, HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, TokenScope, WorkerState, type Command } from '../../gen/hive/v1/registry_pb.js';
 import { flushMicrotasks, ManualClock } from '../../lib/clock.js';
 import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
@@ -37,7 +37,7 @@ describe('health-check runs', () => {
   };
   /** The CHECK command the run sent the worker (taken off its queue, as its stream would). */
   const checkCommand = (id: string) => {
-    const cmd = registry.commands.take(id).find((c) => c.type === CommandType.CHECK);
+    const cmd = (registry.live.takeCommands(id) as Command[]).find((c) => c.type === CommandType.CHECK);
     expect(cmd, `a CHECK command for ${id}`).toBeDefined();
     return cmd!;
   };
@@ -84,8 +84,8 @@ describe('health-check runs', () => {
     // LEFT and non-matching workers are not asked.
     expect(started).toMatchObject({ state: HealthCheckState.RUNNING, total: 3, completed: 0 });
     expect(started.results.map((r) => [r.workerId, r.outcome])).toEqual([['w-a', CheckOutcome.PENDING], ['w-b', CheckOutcome.PENDING], ['w-c', CheckOutcome.PENDING]]);
-    expect(registry.commands.has('w-cpu')).toBe(false);
-    expect(registry.commands.has('w-gone')).toBe(false);
+    expect(registry.live.takeCommands('w-cpu')).toEqual([]);
+    expect(registry.live.takeCommands('w-gone')).toEqual([]);
     const [a, b, c] = ['w-a', 'w-b', 'w-c'].map(checkCommand);
     expect(a.reason).toContain(started.checkId);
 

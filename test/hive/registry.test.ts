@@ -9,7 +9,9 @@ import { toConnectError } from '../../hive/errors.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
 import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
+import { createRedisLiveState } from '../../hive/live-redis.js';
 import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
+import { dropPrefix, REDIS_URL, uniquePrefix } from '../support/redis.js';
 
 // The registry's rules on a real PostgreSQL store, with time from a
 // ManualClock: the seq compare-and-set, the late heartbeat that beats a
@@ -51,11 +53,21 @@ function throwsWith(fn: () => unknown, code: Code): void {
   throw new Error(`expected ${Code[code]}`);
 }
 
-describe('registry', () => {
+// The same rules hold with the live state in memory and in Redis (one
+// replica here; test/hive/replicas.test.ts runs two).
+describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine) => {
   const schema = uniqueSchema('hive_reg');
+  const prefix = uniquePrefix('hive_reg');
   let store: Store;
   let clock: ManualClock;
   let registry: Registry;
+
+  const make = async () => {
+    const live = engine === 'redis' ? createRedisLiveState({ url: REDIS_URL, prefix, log }) : undefined;
+    const r = await createRegistry({ store, clock, log, live });
+    if (engine === 'redis') await r.start();
+    return r;
+  };
 
   beforeAll(async () => {
     store = await openTestStore(schema);
@@ -63,6 +75,7 @@ describe('registry', () => {
   afterAll(async () => {
     await store.close();
     await dropSchema(schema);
+    if (engine === 'redis') await dropPrefix(prefix);
   });
   afterEach(async () => {
     await registry?.stop();
@@ -70,7 +83,7 @@ describe('registry', () => {
 
   const fresh = async () => {
     clock = new ManualClock();
-    registry = await createRegistry({ store, clock, log });
+    registry = await make();
     return registry;
   };
 
@@ -136,7 +149,7 @@ describe('registry', () => {
     await r.heartbeat(as('w-grace'), hb('w-grace', 1));
     await r.stop();
     await clock.advance(60_000); // the hive was down for a minute
-    r = registry = await createRegistry({ store, clock, log });
+    r = registry = await make();
     const w = r.get('w-grace');
     expect(w.graceUntil).toBe(clock.now() + 2000);
     await rejectsWith(r.markStale('w-grace', 1n, 's1', 'monitor', ''), Code.FailedPrecondition);

@@ -30,6 +30,21 @@ describe('monitor config', () => {
     expect(loadMonitorConfig(['--hive', 'hive:1'], env).hive).toBe('hive:1');
   });
 
+  it('leader election: REDIS_URL, HIVE_REDIS_PREFIX and MONITOR_LEASE_TTL, checked', () => {
+    expect(loadMonitorConfig(['--token', TOKEN], {})).toMatchObject({ redisUrl: undefined, redisPrefix: 'hive', leaseTtl: 10_000 });
+    const c = loadMonitorConfig(['--token', TOKEN], { REDIS_URL: 'redis://r:6379', HIVE_REDIS_PREFIX: 'prod', MONITOR_LEASE_TTL: '3s' });
+    expect(c).toMatchObject({ redisUrl: 'redis://r:6379', redisPrefix: 'prod', leaseTtl: 3000 });
+    try {
+      loadMonitorConfig(['--token', TOKEN, '--redis-url', 'http://r', '--redis-prefix', '{x}', '--lease-ttl', '10ms'], {});
+      expect.unreachable();
+    } catch (err) {
+      const problems = (err as ConfigError).problems.join('\n');
+      expect(problems).toMatch(/--redis-url \/ REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+      expect(problems).toMatch(/--redis-prefix \/ HIVE_REDIS_PREFIX: must be/);
+      expect(problems).toMatch(/--lease-ttl \/ MONITOR_LEASE_TTL: must be between/);
+    }
+  });
+
   it('reports every problem at once', () => {
     try {
       loadMonitorConfig(['--mass-stale-share', '2', '--alert-webhook', 'ftp://x', '--refresh', '0s', '--selector', '=bad'], {});

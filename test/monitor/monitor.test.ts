@@ -24,7 +24,26 @@ afterEach(async () => {
 
 const EXEC = create(RestartPolicySchema, { mode: RestartMode.ON_STALE, action: RA.EXEC, execArgv: ['/usr/bin/restart-worker', '{worker_id}'], verifyTimeout: msToDuration(10_000) });
 
-async function setup(o: { workers: number; labels?: Record<string, string>; options?: Partial<MonitorOptions>; policy?: RestartPolicy; exec?: (clock: ManualClock) => RestartAction }) {
+/** Leadership the test hands out and takes away. */
+function manualLeadership(leading: boolean) {
+  let leader = leading;
+  let fence = leading ? 1n : 0n;
+  const fns: Array<(l: boolean, f: bigint) => void> = [];
+  return {
+    isLeader: () => leader,
+    fence: () => (leader ? fence : 0n),
+    onChange: (fn: (l: boolean, f: bigint) => void) => void fns.push(fn),
+    start() {},
+    async stop() {},
+    set(l: boolean) {
+      leader = l;
+      if (l) fence++;
+      for (const fn of fns) fn(l, leader ? fence : 0n);
+    },
+  };
+}
+
+async function setup(o: { workers: number; labels?: Record<string, string>; options?: Partial<MonitorOptions>; leadership?: ReturnType<typeof manualLeadership>; policy?: RestartPolicy; exec?: (clock: ManualClock) => RestartAction }) {
   const clock = new ManualClock(T0);
   const hive = new FakeHive({ now: () => clock.now() });
   hive.publishing = true;
@@ -45,6 +64,7 @@ async function setup(o: { workers: number; labels?: Record<string, string>; opti
     prom,
     random: () => 0.5,
     fetchImpl,
+    leadership: o.leadership,
     actions: {
       exec: async (req, signal) => {
         ran.push({ id: req.worker.workerId, at: clock.now(), req });
@@ -168,6 +188,38 @@ describe('monitor (wired, fake hive, manual clock)', () => {
     await flushMicrotasks();
     const critical = posted.filter((p) => p.body.severity === 'critical');
     expect(critical.map((p) => [p.body.rule, p.body.worker_id])).toEqual([['worker_failed', 'w1']]);
+  });
+
+  it('a standby neither marks nor restarts; promoted, it graces every deadline by an interval and rate-limits the backlog', async () => {
+    const leadership = manualLeadership(false);
+    const { clock, hive, ran, beatFor, metric, m } = await setup({ workers: 6, leadership });
+    expect(await metric('hive_monitor_leader ')).toEqual(['hive_monitor_leader 0']);
+    await beatFor(['w1', 'w2', 'w3', 'w4', 'w5', 'w6'], 1000);
+    // w5 and w6 die; the standby sees them overdue and does nothing.
+    await beatFor(['w1', 'w2', 'w3', 'w4'], 5000);
+    expect(hive.called('markStale')).toEqual([]);
+    expect(hive.workers.get('w5')!.state).toBe(WorkerState.HEALTHY);
+    // Promoted at T0+6000: nobody is judged before T0+7000 (one interval).
+    leadership.set(true);
+    expect(await metric('hive_monitor_leader ')).toEqual(['hive_monitor_leader 1']);
+    expect(m.health()).toMatchObject({ leader: true });
+    await beatFor(['w1', 'w2', 'w3', 'w4'], 0);
+    await clock.advance(999);
+    await flushMicrotasks();
+    expect(hive.called('markStale')).toEqual([]);
+    await beatFor(['w1', 'w2', 'w3', 'w4'], 1000);
+    expect(hive.workers.get('w5')!.state).toBe(WorkerState.STALE);
+    expect(hive.workers.get('w6')!.state).toBe(WorkerState.STALE);
+    // Both restarts are due together; the new leader spaces them by the guard's resume interval (5 s).
+    await beatFor(['w1', 'w2', 'w3', 'w4'], 3000);
+    expect(ran.map((r) => r.id)).toHaveLength(1);
+    await beatFor(['w1', 'w2', 'w3', 'w4'], 5000);
+    expect(ran.map((r) => r.id).sort()).toEqual(['w5', 'w6']);
+    expect(ran[1].at - ran[0].at).toBeGreaterThanOrEqual(5000);
+    // Demoted: no more marks.
+    leadership.set(false);
+    await beatFor(['w1', 'w2', 'w3'], 5000);
+    expect(hive.workers.get('w4')!.state).toBe(WorkerState.HEALTHY);
   });
 
   it('restart-after grace: a worker back within restart_after is marked but not restarted', async () => {

@@ -1,3 +1,4 @@
+import { createMemoryLiveState } from '../../hive/live-memory.js';
 import { create } from '@bufbuild/protobuf';
 import { Registry as PromRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -54,7 +55,7 @@ function worker(id: string, over: Partial<LiveWorker> = {}): LiveWorker {
 
 function setup(options: HiveMetricsOptions = {}) {
   const workers = new Map<string, LiveWorker>();
-  const fake = { workers, writeBehind: { backlog: () => 3, outbox: () => 0 } } as unknown as Registry;
+  const fake = { workers, live: createMemoryLiveState(), writeBehind: { backlog: () => 3, outbox: () => 0 } } as unknown as Registry;
   const prom = new PromRegistry();
   const metrics = createHiveMetrics(prom, () => fake, { clock, ...options });
   return { prom, metrics, workers };

@@ -173,7 +173,7 @@ describe('worker-agent', () => {
     });
     a.start();
     await beatUntil(clock, () => hive.registry.workers.get('ag-cmd')?.streams === 1 && a.state.acked > 0, 'stream open');
-    const { delivered } = hive.registry.sendCommand('ag-cmd', CommandType.RESTART, 'test restart');
+    const { delivered } = await hive.registry.sendCommand('ag-cmd', CommandType.RESTART, 'test restart');
     expect(delivered).toBe(true);
     await eventually(() => done.length === 1, 5000, 'command run');
     expect(done).toEqual(['test restart']);

@@ -49,7 +49,11 @@ export type MarkStaleRequest = Message<"hive.v1.MarkStaleRequest"> & {
   reason: string;
 
   /**
-   * Leader fencing token; older tokens are rejected.
+   * The monitor leader's fencing token (handed out with its lease). A token
+   * older than the newest one handed out is rejected with
+   * FailedPrecondition and changes nothing, so a leader that was paused or
+   * partitioned cannot act after its successor. 0 means none: accepted
+   * from an admin token only.
    *
    * @generated from field: uint64 fencing_token = 5;
    */
@@ -124,6 +128,8 @@ export type SetWorkerStateRequest = Message<"hive.v1.SetWorkerStateRequest"> & {
   reason: string;
 
   /**
+   * As in MarkStaleRequest.
+   *
    * @generated from field: uint64 fencing_token = 6;
    */
   fencingToken: bigint;
@@ -177,6 +183,8 @@ export type SendCommandRequest = Message<"hive.v1.SendCommandRequest"> & {
   reason: string;
 
   /**
+   * As in MarkStaleRequest.
+   *
    * @generated from field: uint64 fencing_token = 4;
    */
   fencingToken: bigint;
@@ -237,6 +245,9 @@ export type RecordEventRequest = Message<"hive.v1.RecordEventRequest"> & {
   reason: string;
 
   /**
+   * Named in the event's actor (monitor#<token>); not checked (events are
+   * history, not actions).
+   *
    * @generated from field: uint64 fencing_token = 4;
    */
   fencingToken: bigint;

@@ -194,6 +194,23 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       expect(await store.loadTokens()).toEqual([other, join, t2, t3]);
     });
 
+    it('loads only the named workers, and only their active worker tokens', async () => {
+      const join = token('t-join', { scope: SCOPE_JOIN, createdAt: T0 });
+      await store.createToken(join);
+      const t1 = token('t1', { workerId: 'w-1', createdAt: T0 + 1 });
+      const t2 = token('t2', { workerId: 'w-2', createdAt: T0 + 2 });
+      await store.registerWorker(worker('w-1'), t1, false, event('w-1'));
+      await store.registerWorker(worker('w-2'), t2, false, event('w-2'));
+      await store.registerWorker(worker('w-3'), null, false, event('w-3'));
+      const t1b = token('t1b', { workerId: 'w-1', createdAt: T0 + 3 });
+      await store.registerWorker(worker('w-1'), t1b, true, event('w-1', { kind: 'rotated' }));
+      expect((await store.loadWorkers(['w-3', 'w-1', 'w-gone'])).map((w) => w.workerId)).toEqual(['w-1', 'w-3']);
+      expect(await store.loadWorkers([])).toEqual([]);
+      expect(await store.loadTokens(['w-1', 'w-3'])).toEqual([t1b]);
+      expect(await store.loadTokens([])).toEqual([]);
+      expect((await store.loadTokens()).map((t) => t.tokenId)).toEqual(['t-join', 't2', 't1b']);
+    });
+
     it('deleteWorker removes the worker, revokes its tokens and keeps its events', async () => {
       const t1 = token('t1', { workerId: 'w-1' });
       await store.registerWorker(worker('w-1'), t1, false, event('w-1'));
