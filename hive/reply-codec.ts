@@ -1,5 +1,6 @@
 import type { Duration, Timestamp } from '@bufbuild/protobuf/wkt';
 import type { HeartbeatResponse, HeartbeatStreamResponse } from '../gen/hive/v1/registry_pb.js';
+import { varintSize, writeVarint } from './varint.js';
 
 // The acknowledgement of a heartbeat, encoded by hand: the bytes
 // protobuf-es's toBinary writes for the common reply (no commands), at a
@@ -8,24 +9,6 @@ import type { HeartbeatResponse, HeartbeatStreamResponse } from '../gen/hive/v1/
 // caller encodes it with toBinary.
 
 const MAX_SAFE = 0x1fffffffffffffn;
-
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(buf: Buffer, at: number, v: number): number {
-  while (v >= 0x80) {
-    buf[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  buf[at++] = v;
-  return at;
-}
 
 /** Size of a Duration or Timestamp body, or -1 when it is outside the fast path. */
 function timeSize(t: Duration | Timestamp): number {

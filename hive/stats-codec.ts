@@ -1,5 +1,6 @@
 import type { CollectorStatus, DiskStats, GpuStats } from '../gen/hive/v1/registry_pb.js';
 import type { LiveStats } from './worker.js';
+import { bigVarintSize, varintSize } from './varint.js';
 
 // Encodes a worker's stats as hive.v1.WorkerStats bytes, the same bytes
 // protobuf-es's toBinary writes (field order, zero values skipped, optional
@@ -12,25 +13,6 @@ import type { LiveStats } from './worker.js';
 const Wire = { Varint: 0, Fixed64: 1, Bytes: 2 } as const;
 
 const tag = (field: number, wire: number) => (field << 3) | wire;
-
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function bigVarintSize(v: bigint): number {
-  if (v <= 0x1fffffffffffffn) return varintSize(Number(v));
-  let n = 1;
-  while (v >= 0x80n) {
-    v >>= 7n;
-    n++;
-  }
-  return n;
-}
 
 const strSize = (s: string) => Buffer.byteLength(s, 'utf8');
 

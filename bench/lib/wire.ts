@@ -7,6 +7,7 @@ import {
   type HeartbeatRequest,
 } from '../../gen/hive/v1/registry_pb.js';
 import { createHeartbeatEncoder } from '../../worker-agent/compact.js';
+import { varintSize, writeVarint } from '../../hive/varint.js';
 
 // What goes over the wire in the benchmark: realistic heartbeats (8 GPUs, 2
 // disks, memory, load, 4 collector statuses, as the agent sends them),
@@ -82,24 +83,6 @@ export function minimalHeartbeat(workerId: string, sessionId: string): Heartbeat
   return create(HeartbeatRequestSchema, { workerId, sessionId, status: HealthStatus.HEALTHY });
 }
 
-function varintLength(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(buf: Buffer, at: number, v: number): number {
-  while (v >= 0x80) {
-    buf[at++] = (v & 0x7f) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  buf[at++] = v;
-  return at;
-}
-
 /**
  * Pre-encoded heartbeats of one worker. protobuf-es encodes the heartbeat
  * once (seq = 0, so absent); each frame appends field 3 (seq) and, for the
@@ -122,7 +105,7 @@ export class HeartbeatFrames {
   /** Encoded HeartbeatRequest with the given seq. */
   unary(seq: number): Buffer {
     const body = seq === 1 ? this.body : this.later;
-    const inner = body.length + 1 + varintLength(seq);
+    const inner = body.length + 1 + varintSize(seq);
     const buf = Buffer.allocUnsafe(inner);
     buf.set(body, 0);
     buf[body.length] = 0x18; // field 3, varint
@@ -133,8 +116,8 @@ export class HeartbeatFrames {
   /** Encoded HeartbeatStreamRequest { heartbeat = 1 } with the given seq. */
   stream(seq: number): Buffer {
     const body = seq === 1 ? this.body : this.later;
-    const inner = body.length + 1 + varintLength(seq);
-    const buf = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
+    const inner = body.length + 1 + varintSize(seq);
+    const buf = Buffer.allocUnsafe(1 + varintSize(inner) + inner);
     buf[0] = 0x0a; // field 1, length-delimited
     let at = writeVarint(buf, 1, inner);
     buf.set(body, at);
