@@ -83,7 +83,7 @@ export async function measureLoad(ctx: Ctx, serverPid: number, spec: LoadSpec, o
       };
       runs.push(run);
       ctx.log(
-        `  ${label} #${r + 1}: ${Math.round(run.opsPerSec)} ops/s, p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ` +
+        `  ${label} #${r + 1}: ${Math.round(run.opsPerSec)} ops/s, p50 ${(run.p50Ms ?? NaN).toFixed(1)} ms, p99 ${(run.p99Ms ?? NaN).toFixed(1)} ms, ` +
           `server ${run.cpuUsPerOp.toFixed(1)} us/op (${run.serverCores.toFixed(2)} cores), loadgen ${run.loadgenCores.toFixed(2)} cores, ` +
           `other ${run.otherCores.toFixed(2)} cores, idle before ${(idle.busy * 100).toFixed(0)}% busy${idle.idle ? '' : ' (gave up waiting)'}` +
           (run.errors ? `, ${run.errors} errors (${run.lastError})` : '') +

@@ -107,7 +107,13 @@ export async function startHive(opts: HiveOptions): Promise<HiveServer> {
       '--data-dir', dataDir,
       ...(opts.args ?? []),
     ],
-    { nodeArgs: opts.nodeArgs, env: { LOG_LEVEL: 'warn', HIVE_ADMIN_TOKEN: adminToken, HIVE_JOIN_TOKENS: joinToken, ...opts.env } },
+    {
+      nodeArgs: opts.nodeArgs,
+      // Closed-loop streams send as fast as acknowledged, far past an agent's
+      // rate: the per-token limit stays on (its cost is measured) but high
+      // enough that no stream reaches it.
+      env: { LOG_LEVEL: 'warn', HIVE_ADMIN_TOKEN: adminToken, HIVE_JOIN_TOKENS: joinToken, HIVE_RATE_LIMIT: '1000000', HIVE_RATE_BURST: '1000000', ...opts.env },
+    },
   );
   const server: HiveServer = {
     name: 'hive',
