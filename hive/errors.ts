@@ -1,5 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
+import { isConnectionError, isStorageError } from './store/unavailable.js';
 
 // Domain errors: the registry throws these; one function at the RPC
 // boundary maps them to ConnectError codes. Anything else is a bug or an
@@ -24,23 +25,11 @@ export const aborted = (msg: string) => new HiveError(Code.Aborted, msg);
 /** Errors from the durable store: the write did not happen. */
 export class StoreUnavailableError extends Error {}
 
-const UNREACHABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOSPC', 'EROFS', 'EDQUOT']);
-// SQLSTATE: connection exceptions (class 08), shutdown and start-up
-// (57P01-57P03), too many connections (53300), out of disk (53100).
-const UNAVAILABLE_SQLSTATE = /^(08|57P0[123]|53[13]00)/;
-const UNREACHABLE_MESSAGE = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i;
-
-/**
- * Whether a database error means the database cannot be reached or cannot
- * write (so the call may succeed later), as opposed to a bug in a query.
- */
+/** Whether an error means the database cannot be reached or cannot write (so the call may succeed later), not a bug in a query. */
 export function isStoreUnavailable(err: unknown): boolean {
   if (err instanceof StoreUnavailableError) return true;
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (UNREACHABLE_ERRNO.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
   if (err instanceof AggregateError) return err.errors.some(isStoreUnavailable);
-  return UNREACHABLE_MESSAGE.test(err.message);
+  return isConnectionError(err) || isStorageError(err);
 }
 
 /** Messages quote what the caller sent; a hostile caller sends 64 KiB ids. Neither the log nor the reply needs more than this. */

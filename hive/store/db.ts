@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { StoreUnavailableError } from '../errors.js';
+import { isConnectionError, isStorageError } from './unavailable.js';
 
 export interface Db {
   /** One statement, $1.. parameters. */
@@ -39,39 +40,18 @@ export interface PgDbOptions {
   connectTimeoutMs?: number;
 }
 
-const CONNECTION_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
-// SQLSTATE: 08xxx connection exception, 57P01-57P03 shutdown / cannot connect now, 53300 too many connections.
-const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|53300)$/;
-
-// The database is there but cannot write: disk full (53100), out of memory
-// (53200), I/O error (58030), a read-only file system or transaction.
-const CANNOT_WRITE_SQLSTATE = /^(53100|53200|58030|25006)$/;
-const CANNOT_WRITE_ERRNO = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EACCES', 'EPERM']);
-
-/** Whether a driver error means the database could not be reached (nothing was done), not that the statement failed. */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.code && (CONNECTION_ERRNO.has(e.code) || UNAVAILABLE_SQLSTATE.test(e.code))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i.test(e.message ?? '');
-}
-
-/** Whether a driver error means the database's storage refused the write (disk full, read-only, I/O error). */
-export function isStorageError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.code && (CANNOT_WRITE_SQLSTATE.test(e.code) || CANNOT_WRITE_ERRNO.has(e.code))) return true;
-  return /No space left on device|Read-only file system|could not (extend|write|fsync) file|disk quota exceeded/i.test(e.message ?? '');
-}
-
 /** Driver errors that mean "nothing was written, the database is unavailable" become StoreUnavailableError. */
+function asUnavailable(err: unknown): unknown {
+  if (isConnectionError(err)) return new StoreUnavailableError(`database unreachable: ${(err as Error).message}`, { cause: err });
+  if (isStorageError(err)) return new StoreUnavailableError(`database cannot write: ${(err as Error).message}`, { cause: err });
+  return err;
+}
+
 async function reachable<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (isConnectionError(err)) throw new StoreUnavailableError(`database unreachable: ${(err as Error).message}`, { cause: err });
-    if (isStorageError(err)) throw new StoreUnavailableError(`database cannot write: ${(err as Error).message}`, { cause: err });
-    throw err;
+    throw asUnavailable(err);
   }
 }
 
@@ -131,9 +111,6 @@ async function poolQuery<T>(q: pg.Pool | pg.PoolClient, sql: string, params?: un
   }
 }
 
-function asUnavailable(err: unknown): unknown {
-  return isConnectionError(err) ? new StoreUnavailableError((err as Error).message, { cause: err }) : err;
-}
 
 async function pgTransaction<T>(pool: pg.Pool, fn: (tx: Db) => Promise<T>): Promise<T> {
   let client: pg.PoolClient;

@@ -7,7 +7,7 @@ import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
 import { toConnectError } from '../../hive/errors.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
-import { isConnectionError } from '../../hive/store/db.js';
+import { isConnectionError } from '../../hive/store/unavailable.js';
 import { openStore } from '../../hive/store/open.js';
 import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
