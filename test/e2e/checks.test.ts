@@ -5,14 +5,13 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlService } from '../../gen/hive/v1/control_pb.js';
 import { CheckOutcome, HealthBand, HealthCheckState, type HealthCheck } from '../../gen/hive/v1/health_check_pb.js';
 import { RestartAction, RestartMode, RestartPolicySchema } from '../../gen/hive/v1/policy_pb.js';
 import { HealthStatus, RegistryService, TokenScope, WorkerState, type Event, type Worker } from '../../gen/hive/v1/registry_pb.js';
 import { msToDuration, timestampToMs } from '../../lib/duration.js';
-import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
+import { dropSchema, PG_URL, postgresAvailable, uniqueSchema } from '../support/pg.js';
 import { eventually, startHiveProc, startProc, tempDir, type HiveProc, type Proc } from '../support/procs.js';
 
 // Health-check runs and dependencies end to end: a real hive, a real
@@ -25,17 +24,6 @@ const JOIN = 'join-token-for-checks-e2e-001';
 const { HEALTHY, STALE, UNHEALTHY } = WorkerState;
 const ms = (t: Parameters<typeof timestampToMs>[0]) => timestampToMs(t) ?? NaN;
 
-async function postgresAvailable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 describe('health checks and dependencies end to end (real hive, monitor, agents)', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;

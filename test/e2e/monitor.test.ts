@@ -10,8 +10,7 @@ import { ControlService } from '../../gen/hive/v1/control_pb.js';
 import { RestartAction, RestartMode, RestartPolicySchema } from '../../gen/hive/v1/policy_pb.js';
 import { RegistryService, TokenScope, WorkerState, type Event, type Worker } from '../../gen/hive/v1/registry_pb.js';
 import { msToDuration, timestampToMs } from '../../lib/duration.js';
-import pg from 'pg';
-import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
+import { dropSchema, PG_URL, postgresAvailable, uniqueSchema } from '../support/pg.js';
 import { eventually, freePort, startHiveProc, startProc, tempDir, type HiveProc, type Proc } from '../support/procs.js';
 
 // The monitor end to end: a real hive, two real monitors and real agents
@@ -34,18 +33,6 @@ interface Received {
 
 const ms = (t: Parameters<typeof timestampToMs>[0]) => timestampToMs(t) ?? NaN;
 
-/** The shared test PostgreSQL when it answers (a hive starts in 2 s on it, 10+ s on a fresh PGlite). */
-async function postgresAvailable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
 
 describe('monitor end to end (real hive, monitors, agents)', () => {

@@ -12,6 +12,7 @@ import type { Principal } from '../../hive/tokens.js';
 import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
 import { eventually } from '../support/procs.js';
 import { ownRedisServer, uniquePrefix } from '../support/redis.js';
+import { codeOf as codeOfCall, workerPrincipal } from '../support/principals.js';
 
 // Two replicas on a redis-server of this test's own, which is killed and
 // started again empty: meanwhile both keep accepting heartbeats and
@@ -21,19 +22,11 @@ import { ownRedisServer, uniquePrefix } from '../support/redis.js';
 
 const log = createLogger('test', 'silent');
 const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
-// A worker principal carries the id of the token the registry issued it (a revoked one is refused).
-const as = (r: { tokens: { workerTokenId(id: string): string | undefined } }, workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: r.tokens.workerTokenId(workerId) ?? `unissued-${workerId}`, workerId });
+const as = workerPrincipal;
 const hb = (workerId: string, seq: number) => create(HeartbeatRequestSchema, { workerId, sessionId: 's1', seq: BigInt(seq), status: HealthStatus.HEALTHY });
 const reg = (workerId: string) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(1000) });
 
-async function codeOf(p: unknown): Promise<Code | 'ok'> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return (err as { code: Code }).code;
-  }
-}
+const codeOf = (p: unknown) => codeOfCall<Code>(p);
 
 describe('Redis outage', () => {
   const schema = uniqueSchema('hive_deg');

@@ -16,6 +16,7 @@ import { dropSchema, openTestStore, uniqueSchema } from '../support/pg.js';
 import { eventually } from '../support/procs.js';
 import { dropPrefix, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { Redis } from 'ioredis';
+import { codeOf as codeOfCall, workerPrincipal } from '../support/principals.js';
 
 // Two registries sharing one PostgreSQL schema and one Redis prefix, as two
 // hive replicas do, in one process: what one accepts the other sees, the
@@ -26,19 +27,11 @@ import { Redis } from 'ioredis';
 
 const log = createLogger('test', 'silent');
 const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
-// A worker principal carries the id of the token the registry issued it (a revoked one is refused).
-const as = (r: { tokens: { workerTokenId(id: string): string | undefined } }, workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: r.tokens.workerTokenId(workerId) ?? `unissued-${workerId}`, workerId });
+const as = workerPrincipal;
 const hb = (workerId: string, seq: number, status = HealthStatus.HEALTHY, sessionId = 's1') => create(HeartbeatRequestSchema, { workerId, sessionId, seq: BigInt(seq), status });
 const reg = (workerId: string, intervalMs = 1000) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(intervalMs), labels: { pool: 'a' } });
 
-async function codeOf(p: unknown): Promise<Code | 'ok'> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return (err as { code: Code }).code;
-  }
-}
+const codeOf = (p: unknown) => codeOfCall<Code>(p);
 
 describe('two replicas on Redis', () => {
   const schema = uniqueSchema('hive_rep');

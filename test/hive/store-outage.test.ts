@@ -13,6 +13,7 @@ import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
 import { dropSchema, openTestStore, PG_URL, uniqueSchema } from '../support/pg.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
+import { workerPrincipal } from '../support/principals.js';
 
 // The database goes away under a running registry (a TCP proxy in front of
 // the real PostgreSQL is cut): heartbeats keep working, a state change
@@ -21,8 +22,7 @@ import { tcpProxy } from '../support/tcp-proxy.js';
 
 const log = createLogger('test', 'silent');
 const admin: Principal = { scope: TokenScope.ADMIN, tokenId: 'admin' };
-// A worker principal carries the id of the token the registry issued it (a revoked one is refused).
-const as = (r: { tokens: { workerTokenId(id: string): string | undefined } }, workerId: string): Principal => ({ scope: TokenScope.WORKER, tokenId: r.tokens.workerTokenId(workerId) ?? `unissued-${workerId}`, workerId });
+const as = workerPrincipal;
 const hb = (workerId: string, seq: number, status = HealthStatus.HEALTHY) => create(HeartbeatRequestSchema, { workerId, sessionId: 's1', seq: BigInt(seq), status });
 const reg = (workerId: string) => create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(1000) });
 

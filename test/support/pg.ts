@@ -25,3 +25,16 @@ export async function dropSchema(schema: string): Promise<void> {
 export async function openTestStore(schema: string): Promise<Store> {
   return openStore({ databaseUrl: PG_URL, dataDir: '/nonexistent', schema });
 }
+
+/** Whether the shared test PostgreSQL answers. */
+export async function postgresAvailable(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
