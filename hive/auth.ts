@@ -126,7 +126,13 @@ export function guardService<S extends DescService>(service: S, impl: ServiceImp
       out[name] = async function* (req: unknown, ctx: HandlerContext) {
         try {
           const p = admit(ctx, req);
-          if (streamsIn) meter(ctx, p);
+          // A heartbeat stream is checked by the registry at each heartbeat
+          // (the hot path pays one lookup, not a second generator).
+          if (streamsIn) {
+            meter(ctx, p);
+            yield* fn(req, ctx) as AsyncIterable<unknown>;
+            return;
+          }
           for await (const msg of fn(req, ctx) as AsyncIterable<unknown>) {
             // A stream authenticates once; a token revoked since ends it.
             if (p && !opts.tokens.isActive(p.tokenId)) throw unauthenticated('the token was revoked');
