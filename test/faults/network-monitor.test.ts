@@ -148,9 +148,12 @@ describe('network faults between agents and the hive, and a frozen and killed mo
     const staleSoFar = await sql<{ worker_id: string }>("SELECT worker_id FROM events WHERE kind = 'marked_stale'");
 
     // Phase 3: a stall beyond the policy. The worker goes stale, gets one restart, and its held heartbeats arrive late.
-    const before = (await registry.getWorker({ workerId: 'net-long' }, admin)).worker!;
     long.stall();
     faults++;
+    // What the hive holds once the stall is in place (a heartbeat already past
+    // the proxy when it began may still land): nothing may arrive after this.
+    await sleep(300);
+    const before = (await registry.getWorker({ workerId: 'net-long' }, admin)).worker!;
     await eventually(() => execLines('net-long') >= 1, 30_000, 'the restart action for net-long');
     const during = (await registry.getWorker({ workerId: 'net-long' }, admin)).worker!;
     expect([WorkerState.STALE, WorkerState.RESTARTING]).toContain(during.state);
