@@ -52,7 +52,8 @@ export function createDependencyTracker(deps: DependencyTrackerDeps) {
   }
 
   async function run(): Promise<void> {
-    const sub = registry.hub.subscribe(null);
+    // States, labels and dependencies matter here; heartbeats that change none are not offered.
+    const sub = registry.hub.subscribe(null, false);
     try {
       for (const w of registry.workers.values()) seen.set(w.workerId, { state: w.state, labels: w.labels, dependsOn: w.dependsOn });
       recompute();

@@ -5,6 +5,7 @@ import { Code, ConnectError, createContextValues, createHandlerContext, type Han
 import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';
 import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
+import { decodeHeartbeatRequest, decodeHeartbeatStreamRequest } from './heartbeat-codec.js';
 import { identityOf, peerKey, type TlsFiles } from './tls.js';
 
 // Serves connect-style service implementations (the same objects that
@@ -41,12 +42,19 @@ function serializer(schema: DescMessage) {
   return (msg: unknown): Buffer => (isMessage(msg, schema) ? fast(msg as never) : null) ?? slow(msg);
 }
 
+/** Hand-written decoders of the per-heartbeat requests (same objects as fromBinary); null falls back to fromBinary. */
+const FAST_DECODE: Record<string, (buf: Buffer) => object | null> = {
+  'hive.v1.HeartbeatStreamRequest': decodeHeartbeatStreamRequest,
+  'hive.v1.HeartbeatRequest': decodeHeartbeatRequest,
+};
+
 function deserializer(schema: DescMessage, max: number, keepHeartbeatBytes = false) {
   const keep = keepHeartbeatBytes ? heartbeatBytesKeeper(schema.typeName) : null;
+  const fast = FAST_DECODE[schema.typeName];
   return (buf: Buffer): unknown => {
     if (buf.length > max) return new Undecodable(`message of ${buf.length} bytes exceeds the ${max}-byte limit`);
     try {
-      const msg = fromBinary(schema, buf);
+      const msg = fast?.(buf) ?? fromBinary(schema, buf);
       keep?.(msg, buf);
       return msg;
     } catch (err) {

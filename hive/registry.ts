@@ -371,7 +371,7 @@ export async function createRegistry(deps: RegistryDeps) {
       w.status = hb.status;
       w.statusDetail = hb.statusDetail;
       w.encodedBeat = hb.encoded;
-      hub.publish(w, WorkerChangeType.UPDATED);
+      hub.touch(w);
     },
     state(id, state, since, seq, session) {
       const w = workers.get(id);
@@ -525,7 +525,7 @@ export async function createRegistry(deps: RegistryDeps) {
       if (steady) {
         // Common case: no state change. Written behind, published coalesced.
         writeBehind.touch(w.workerId);
-        hub.publish(w, WorkerChangeType.UPDATED);
+        hub.touch(w);
         return withCommands(reply);
       }
       const kind =

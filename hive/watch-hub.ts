@@ -27,7 +27,11 @@ export class Subscription {
   private frozen = 0;
   closed = false;
 
-  constructor(readonly filter: WatchFilter | null) {}
+  /** @param touches false: heartbeats that change nothing but liveness and stats are not offered. */
+  constructor(
+    readonly filter: WatchFilter | null,
+    readonly touches = true,
+  ) {}
 
   matches(w: LiveWorker): boolean {
     const f = this.filter;
@@ -107,8 +111,8 @@ export class Subscription {
 export class WatchHub {
   private readonly subs = new Set<Subscription>();
 
-  subscribe(filter: WatchFilter | null): Subscription {
-    const s = new Subscription(filter);
+  subscribe(filter: WatchFilter | null, touches = true): Subscription {
+    const s = new Subscription(filter, touches);
     this.subs.add(s);
     return s;
   }
@@ -120,6 +124,11 @@ export class WatchHub {
 
   publish(w: LiveWorker, type: WorkerChangeType): void {
     for (const s of this.subs) s.offer(w, type);
+  }
+
+  /** A heartbeat that changed the worker's liveness and stats only: offered to subscribers that watch those. */
+  touch(w: LiveWorker): void {
+    for (const s of this.subs) if (s.touches) s.offer(w, WorkerChangeType.UPDATED);
   }
 
   get size(): number {

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { WorkerChangeType, WorkerState } from '../../gen/hive/v1/registry_pb.js';
+import { WatchHub } from '../../hive/watch-hub.js';
+import type { LiveWorker } from '../../hive/worker.js';
+
+// Heartbeat touches reach the watchers that asked for them; a subscriber
+// of changes only (the dependency tracker) is not woken by each heartbeat.
+
+const worker = (id: string, state = WorkerState.HEALTHY) => ({ workerId: id, state, labels: {} }) as unknown as LiveWorker;
+
+describe('watch hub', () => {
+  it('offers touches to watchers and changes to everyone', () => {
+    const hub = new WatchHub();
+    const all = hub.subscribe(null);
+    const changes = hub.subscribe(null, false);
+    const w = worker('w1');
+    hub.touch(w);
+    expect(all.take(10).map((c) => c.worker.workerId)).toEqual(['w1']);
+    expect(changes.pending.size).toBe(0);
+    w.state = WorkerState.STALE;
+    hub.publish(w, WorkerChangeType.UPDATED);
+    expect(changes.take(10).map((c) => [c.worker.workerId, c.state])).toEqual([['w1', WorkerState.STALE]]);
+    expect(all.take(10).map((c) => c.state)).toEqual([WorkerState.STALE]);
+  });
+});
