@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';
 import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
 import { decodeHeartbeatRequest, decodeHeartbeatStreamRequest } from './heartbeat-codec.js';
+import { encodeWatchWorkersResponse } from './watch-codec.js';
 import { identityOf, peerKey, type TlsFiles } from './tls.js';
 
 // Serves connect-style service implementations (the same objects that
@@ -25,10 +26,11 @@ class Undecodable {
   constructor(readonly reason: string) {}
 }
 
-/** Hand-written encoders of the per-heartbeat replies (same bytes as toBinary); null falls back to toBinary. */
+/** Hand-written encoders of what is sent per heartbeat (same bytes as toBinary); null falls back to toBinary. */
 const FAST: Record<string, (msg: never) => Buffer | null> = {
   'hive.v1.HeartbeatStreamResponse': encodeHeartbeatStreamResponse,
   'hive.v1.HeartbeatResponse': encodeHeartbeatResponse,
+  'hive.v1.WatchWorkersResponse': encodeWatchWorkersResponse,
 };
 
 function serializer(schema: DescMessage) {

@@ -15,9 +15,6 @@ import type { LiveStats, LiveWorker } from './worker.js';
 // generation, and every heartbeat would feed the major GC.
 
 const MIB = 1024n * 1024n;
-const MIB_NUM = 1024 * 1024;
-const MAX_EXACT_MIB = 2n ** 33n;
-const MAX_EXACT_BYTES = 2n ** 53n;
 
 export function emptyLiveStats(): LiveStats {
   return { gpus: [], memoryUsedBytes: 0n, memoryTotalBytes: 0n, disks: [], load1: 0, collectors: [] };
@@ -35,10 +32,10 @@ function liveStatsFrom(s: LiveStats): LiveStats {
 function copyPlain(to: LiveStats, from: LiveStats): void {
   if (to.memoryUsedBytes !== from.memoryUsedBytes) to.memoryUsedBytes = from.memoryUsedBytes;
   if (to.memoryTotalBytes !== from.memoryTotalBytes) to.memoryTotalBytes = from.memoryTotalBytes;
-  to.load1 = from.load1;
-  to.probeLatencyP50Seconds = from.probeLatencyP50Seconds;
-  to.probeLatencyP95Seconds = from.probeLatencyP95Seconds;
-  to.probeLatencyP99Seconds = from.probeLatencyP99Seconds;
+  if (to.load1 !== from.load1) to.load1 = from.load1;
+  if (to.probeLatencyP50Seconds !== from.probeLatencyP50Seconds) to.probeLatencyP50Seconds = from.probeLatencyP50Seconds;
+  if (to.probeLatencyP95Seconds !== from.probeLatencyP95Seconds) to.probeLatencyP95Seconds = from.probeLatencyP95Seconds;
+  if (to.probeLatencyP99Seconds !== from.probeLatencyP99Seconds) to.probeLatencyP99Seconds = from.probeLatencyP99Seconds;
   copyDisks(to.disks, from.disks);
 }
 
@@ -111,12 +108,12 @@ export function checkCompactShape(hb: HeartbeatRequest, c: CompactStats): void {
 function checkAgainstInventory(s: LiveStats, hb: HeartbeatRequest, c: CompactStats): void {
   const n = s.gpus.length;
   if (c.gpuMemoryUsedMib.length !== n) throw invalidArgument(`compact.gpu_memory_used_mib has ${c.gpuMemoryUsedMib.length} values; the inventory has ${n} gpus`);
+  // In bigints throughout: V8's optimised code does 64-bit bigint arithmetic
+  // and comparison in registers, where Number(bigint) is a call that costs
+  // several times as much.
   for (let i = 0; i < n; i++) {
     const total = s.gpus[i].memoryTotalBytes;
-    const mib = c.gpuMemoryUsedMib[i];
-    // In doubles while exact (below 2^33 MiB), so the check allocates no bigint.
-    const over = mib < MAX_EXACT_MIB && total <= MAX_EXACT_BYTES ? Number(mib) * MIB_NUM > Number(total) : mib * MIB > total;
-    if (total !== 0n && over) throw invalidArgument(`gpu ${s.gpus[i].index}: memory used exceeds memory_total_bytes`);
+    if (total !== 0n && c.gpuMemoryUsedMib[i] * MIB > total) throw invalidArgument(`gpu ${s.gpus[i].index}: memory used exceeds memory_total_bytes`);
   }
   for (let i = 0; i < hb.collectors.length; i++)
     if (indexOfCollector(s.collectors, hb.collectors[i].name) < 0) throw invalidArgument(`collector "${hb.collectors[i].name}" is not in the inventory; send a full heartbeat`);
@@ -163,11 +160,13 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   const temp = c.gpuTemperatureCelsius.length > 0;
   for (let i = 0; i < s.gpus.length; i++) {
     const g = s.gpus[i];
-    const mib = c.gpuMemoryUsedMib[i];
-    const same = mib < MAX_EXACT_MIB && g.memoryUsedBytes <= MAX_EXACT_BYTES ? Number(mib) * MIB_NUM === Number(g.memoryUsedBytes) : mib * MIB === g.memoryUsedBytes;
-    if (!same) g.memoryUsedBytes = mib * MIB;
-    g.utilization = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
-    g.temperatureCelsius = temp ? c.gpuTemperatureCelsius[i] : undefined;
+    const used = c.gpuMemoryUsedMib[i] * MIB;
+    if (used !== g.memoryUsedBytes) g.memoryUsedBytes = used;
+    // Compared first: an equal double assigned anew is a new heap number.
+    const u = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
+    if (g.utilization !== u) g.utilization = u;
+    const t = temp ? c.gpuTemperatureCelsius[i] : undefined;
+    if (g.temperatureCelsius !== t) g.temperatureCelsius = t;
   }
   // A collector named here replaces its entry until it is named again.
   for (let i = 0; i < hb.collectors.length; i++) copyCollector(s.collectors[indexOfCollector(s.collectors, hb.collectors[i].name)], hb.collectors[i]);

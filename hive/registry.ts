@@ -3,6 +3,7 @@ import {
   TokenScope,
   WorkerChangeType,
   WorkerState,
+  type Command,
   type CommandType,
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -71,6 +72,14 @@ const NOT_LEFT: ReadonlySet<WorkerState> = new Set(
 
 export type Registry = Awaited<ReturnType<typeof createRegistry>>;
 
+
+/** Commands held by the shared live state cost a round trip; only then is the reply late. */
+function withCommands(reply: HeartbeatResponse, pending: Promise<Command[]>): Promise<HeartbeatResponse> {
+  return pending.then((commands) => {
+    reply.commands = commands;
+    return reply;
+  });
+}
 export async function createRegistry(deps: RegistryDeps) {
   const { store, clock, log } = deps;
   const workers = new Map<string, LiveWorker>();
@@ -519,21 +528,19 @@ export async function createRegistry(deps: RegistryDeps) {
         reply.heartbeatInterval = msToDuration(w.intervalMs);
         w.intervalToldSession = hb.sessionId;
       }
-      // Commands held by the shared live state cost a round trip; only then is the reply late.
-      const withCommands = (r: HeartbeatResponse): HeartbeatResponse | Promise<HeartbeatResponse> =>
-        pending instanceof Promise ? pending.then((c) => ((r.commands = c), r)) : r;
       if (steady) {
         // Common case: no state change. Written behind, published coalesced.
         writeBehind.touch(w.workerId);
         hub.touch(w);
-        return withCommands(reply);
+        // No closure on this path: each one costs an allocation per heartbeat.
+        return pending instanceof Promise ? withCommands(reply, pending) : reply;
       }
       const kind =
         from === WorkerState.PENDING ? 'first_heartbeat'
         : from === WorkerState.LEFT ? 'rejoined'
         : from === WorkerState.STALE || from === WorkerState.FAILED || from === WorkerState.RESTARTING ? 'recovered'
         : 'status_changed';
-      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => withCommands(reply));
+      return transition(w, reported, kind, `worker:${w.workerId}`, hb.statusDetail || WorkerState[reported].toLowerCase()).then(() => (pending instanceof Promise ? withCommands(reply, pending) : reply));
     },
 
     async leave(p: Principal, workerId: string, reason: string): Promise<LiveWorker> {
