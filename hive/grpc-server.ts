@@ -1,13 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import { keepWireBytes, onlyField1 } from './wire-bytes.js';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
-import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';
 import { encodeHeartbeatResponse, encodeHeartbeatStreamResponse } from './reply-codec.js';
 import { decodeHeartbeatRequest, decodeHeartbeatStreamRequest } from './heartbeat-codec.js';
 import { encodeWatchWorkersResponse } from './watch-codec.js';
-import { identityOf, peerKey, type TlsFiles } from './tls.js';
+import type { TlsFiles } from './tls.js';
+import { grpcCallContext, type GrpcCallContext } from './grpc-context.js';
 
 // Serves connect-style service implementations (the same objects that
 // connect-node serves) on @grpc/grpc-js, whose HTTP/2 server costs a
@@ -80,33 +81,6 @@ function heartbeatBytesKeeper(typeName: string): ((msg: unknown, buf: Buffer) =>
 function checked<T>(msg: unknown): T {
   if (msg instanceof Undecodable) throw new ConnectError(msg.reason, Code.InvalidArgument);
   return msg as T;
-}
-
-function headersOf(md: grpc.Metadata): Headers {
-  const h = new Headers();
-  for (const [k, v] of Object.entries(md.getMap())) if (typeof v === 'string') h.set(k, v);
-  return h;
-}
-
-function contextOf(service: DescService, method: DescMethod, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): HandlerContext {
-  const abort = new AbortController();
-  (call as unknown as import('node:events').EventEmitter).once('cancelled', () => abort.abort(new ConnectError('cancelled by the client', Code.Canceled)));
-  const deadline = call.getDeadline();
-  // Under mutual TLS the handshake verified the client's certificate; the
-  // names it carries travel to the auth guard.
-  const peer = identityOf(call.getAuthContext?.()?.sslPeerCertificate);
-  const timeoutMs = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? Number(deadline) - Date.now() : undefined;
-  return createHandlerContext({
-    service,
-    method,
-    protocolName: 'grpc',
-    requestMethod: 'POST',
-    url: `/${service.typeName}/${method.name}`,
-    requestHeader: headersOf(call.metadata),
-    requestSignal: abort.signal,
-    timeoutMs: timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined,
-    contextValues: peer ? createContextValues().set(peerKey, peer) : undefined,
-  });
 }
 
 function statusOf(err: unknown, log: Logger, path: string): Partial<grpc.StatusObject> {
@@ -211,22 +185,26 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
     switch (method.methodKind) {
       case 'unary':
         handlers[method.localName] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-          let ctx: HandlerContext;
+          const ctx = grpcCallContext(service, method, call);
+          const answer = (err: Partial<grpc.StatusObject> | null, res?: unknown) => {
+            ctx.finish();
+            callback(err, res);
+          };
           try {
-            ctx = contextOf(service, method, call);
             const r = fn(checked(call.request), ctx);
-            if (r instanceof Promise) r.then((res) => callback(null, res), (err) => callback(statusOf(err, opts.log, path)));
-            else callback(null, r);
+            if (r instanceof Promise) r.then((res) => answer(null, res), (err) => answer(statusOf(err, opts.log, path)));
+            else answer(null, r);
           } catch (err) {
-            callback(statusOf(err, opts.log, path));
+            answer(statusOf(err, opts.log, path));
           }
         };
         break;
       case 'server_streaming':
         handlers[method.localName] = async (call: grpc.ServerWritableStream<unknown, unknown>) => {
-          const ctx = contextOf(service, method, call);
+          const ctx = grpcCallContext(service, method, call);
           try {
             await writeAll(call, fn(checked(call.request), ctx) as AsyncIterable<unknown>, ctx.signal);
+            ctx.finish();
             call.end();
           } catch (err) {
             call.emit('error', statusOf(err, opts.log, path));
@@ -235,9 +213,10 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
         break;
       case 'bidi_streaming':
         handlers[method.localName] = async (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-          const ctx = contextOf(service, method, call);
+          const ctx = grpcCallContext(service, method, call);
           try {
             await writeAll(call, fn(decodedStream(call), ctx) as AsyncIterable<unknown>, ctx.signal);
+            ctx.finish();
             call.end();
           } catch (err) {
             call.emit('error', statusOf(err, opts.log, path));
@@ -246,8 +225,12 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
         break;
       case 'client_streaming':
         handlers[method.localName] = (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-          const ctx = contextOf(service, method, call);
-          Promise.resolve(fn(decodedStream(call), ctx)).then((res) => callback(null, res), (err) => callback(statusOf(err, opts.log, path)));
+          const ctx: GrpcCallContext = grpcCallContext(service, method, call);
+          const answer = (err: Partial<grpc.StatusObject> | null, res?: unknown) => {
+            ctx.finish();
+            callback(err, res);
+          };
+          Promise.resolve(fn(decodedStream(call), ctx)).then((res) => answer(null, res), (err) => answer(statusOf(err, opts.log, path)));
         };
         break;
     }

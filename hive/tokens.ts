@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual, hash } from 'node:crypto';
 import { TokenScope } from '../gen/hive/v1/registry_pb.js';
 import type { TokenRow } from './store/store.js';
 
@@ -26,7 +26,8 @@ export function generateSecret(scope: TokenScope): string {
 }
 
 export function hashToken(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
+  // One-shot hashing (Node >= 20.12) is a third of a Hash object's cost; it runs per unary call.
+  return hash('sha256', secret, 'hex');
 }
 
 export function newTokenId(): string {

@@ -166,7 +166,7 @@ export const hiveUnary: Scenario = {
  * it names them (CPU.<date>.<time>.<pid>.<tid>.<seq>) in a scratch folder
  * and the main thread's (tid 0) is kept.
  */
-async function profiled(ctx: Ctx, which: 'hive' | 'noop', name: string): Promise<{ load: LoadOutcome; summary: ProfileSummary; file: string }> {
+async function profiled(ctx: Ctx, which: 'hive' | 'noop', name: string, mode: 'stream' | 'unary' = 'stream'): Promise<{ load: LoadOutcome; summary: ProfileSummary; file: string }> {
   const dir = resolve(ctx.opts.outDir);
   const scratch = await mkdtemp(join(dir, 'cpuprof-'));
   const nodeArgs = ['--cpu-prof', '--cpu-prof-dir', scratch];
@@ -177,14 +177,14 @@ async function profiled(ctx: Ctx, which: 'hive' | 'noop', name: string): Promise
     trackSchema(schema);
     const hive = await startHive({ databaseUrl: ctx.opts.databaseUrl, schema, nodeArgs });
     server = hive;
-    spec = hiveSpec(ctx, hive.addr, hive.adminToken, 'stream', 'bench-p-');
+    spec = hiveSpec(ctx, hive.addr, hive.adminToken, mode, 'bench-p-');
   } else {
     server = await startNoop({ nodeArgs });
-    spec = { target: 'noop', addr: server.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns, payload: ctx.opts.payload };
+    spec = { target: 'noop', addr: server.addr, mode, concurrency: mode === 'stream' ? ctx.opts.streams : ctx.opts.unaryInFlight, conns: ctx.opts.conns, payload: ctx.opts.payload };
   }
   let load: LoadOutcome;
   try {
-    load = await measureLoad(ctx, server.child.pid, spec, { label: `${which} stream (profiled)`, repeat: 1 });
+    load = await measureLoad(ctx, server.child.pid, spec, { label: `${which} ${mode} (profiled)`, repeat: 1 });
   } finally {
     await server.stop();
   }
@@ -209,17 +209,21 @@ export const profileHive: Scenario = {
   async run(ctx) {
     const hive = await profiled(ctx, 'hive', 'hive-stream.cpuprofile');
     const noop = await profiled(ctx, 'noop', 'noop-stream.cpuprofile');
+    const hiveUnary = await profiled(ctx, 'hive', 'hive-unary.cpuprofile', 'unary');
+    const noopUnary = await profiled(ctx, 'noop', 'noop-unary.cpuprofile', 'unary');
     const md = [
       profileMarkdown('hive under HeartbeatStream load (node --cpu-prof)', hive.summary, 20),
       packageDiffMarkdown(hive.summary, noop.summary),
       profileMarkdown('no-op floor under the same load (node --cpu-prof)', noop.summary, 10),
+      profileMarkdown('hive under unary Heartbeat load (node --cpu-prof)', hiveUnary.summary, 20),
+      packageDiffMarkdown(hiveUnary.summary, noopUnary.summary),
     ].join('\n');
     return {
       status: 'ok',
       load: hive.load,
       values: {},
-      notes: [`Profiles: ${hive.file} and ${noop.file} (Chrome DevTools or speedscope); summary in profile-summary.md.`],
-      data: { profile: hive.summary, noopProfile: noop.summary, profileMarkdown: md, profileFiles: [hive.file, noop.file] },
+      notes: [`Profiles: ${hive.file}, ${noop.file}, ${hiveUnary.file} and ${noopUnary.file} (Chrome DevTools or speedscope); summary in profile-summary.md.`],
+      data: { profile: hive.summary, noopProfile: noop.summary, unaryProfile: hiveUnary.summary, profileMarkdown: md, profileFiles: [hive.file, noop.file, hiveUnary.file, noopUnary.file] },
     };
   },
 };

@@ -76,6 +76,24 @@ describe('hive transports', () => {
     }
   });
 
+  it('ends a stream the client cancels on the grpc-js port, and releases what it held', async () => {
+    const client = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const before = hive.registry.hub.size;
+    const ctl = new AbortController();
+    const stream = client.watchWorkers({ omitStats: true }, { ...auth('admin-token-for-transport-tests'), signal: ctl.signal });
+    const it = stream[Symbol.asyncIterator]();
+    expect((await it.next()).value?.synced).toBe(true);
+    expect(hive.registry.hub.size).toBe(before + 1);
+    ctl.abort();
+    await expect(it.next()).rejects.toThrow();
+    // The hive hears the cancel and its handler unsubscribes.
+    for (let i = 0; i < 100 && hive.registry.hub.size !== before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(hive.registry.hub.size).toBe(before);
+    // Unary calls that answered are not aborted afterwards: many in a row all succeed.
+    const results = await Promise.all(Array.from({ length: 50 }, () => client.listWorkers({}, auth('admin-token-for-transport-tests'))));
+    expect(results.every((r) => r.workers !== undefined)).toBe(true);
+  });
+
   it('creates and revokes read tokens', async () => {
     const client = createClient(RegistryService, transports()['grpc (grpc-js port)']);
     const { token, info } = await client.createToken({ scope: TokenScope.READ, description: 'dashboards' }, auth(hive.adminToken));
