@@ -14,6 +14,8 @@ import type { Principal, TokenIndex } from './tokens.js';
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: 'authenticated caller' });
 /** Charges one streamed message against the caller's rate limit (throws ResourceExhausted); set on limited streams. */
 export const meterKey = createContextKey<(() => void) | undefined>(undefined, { description: 'per-message rate limit' });
+/** The authorization header as the transport read it, where it can hand it over without building Headers (the grpc-js port). */
+export const authorizationKey = createContextKey<string | null | undefined>(undefined, { description: 'authorization header' });
 
 export function principalOf(ctx: HandlerContext): Principal {
   const p = ctx.values.get(principalKey);
@@ -85,7 +87,8 @@ export function guardService<S extends DescService>(service: S, impl: ServiceImp
     const admit = (ctx: HandlerContext, req: unknown): Principal | undefined => {
       if (!allowed) return undefined;
       try {
-        const p = authenticate(opts.tokens, ctx.requestHeader.get('authorization'));
+        const raw = ctx.values.get(authorizationKey);
+        const p = authenticate(opts.tokens, raw !== undefined ? raw : ctx.requestHeader.get('authorization'));
         if (!allowed.includes(p.scope)) throw permissionDenied(`a ${TokenScope[p.scope].toLowerCase()} token may not call ${method.name}`);
         checkPeer(ctx, p, streamsIn ? undefined : req);
         // A stream's opening is free; each message it carries is charged.

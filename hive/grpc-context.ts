@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { DescMethod, DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
+import { authorizationKey } from './auth.js';
 import { identityOf, peerKey } from './tls.js';
 
 // The HandlerContext of a call on the grpc-js port, built for a call per
@@ -75,6 +76,10 @@ export function grpcCallContext(service: DescService, method: DescMethod, call: 
         // the names it carries travel to the auth guard.
         const peer = identityOf(call.getAuthContext?.()?.sslPeerCertificate);
         if (peer) values.set(peerKey, peer);
+        // What the auth guard reads of every call, without Headers' validation per entry.
+        const auth = call.metadata.get('authorization');
+        // Several values read as Headers reads them, joined (and then refused as malformed).
+        values.set(authorizationKey, auth.length === 0 ? null : auth.map(String).join(', '));
       }
       return values;
     },
