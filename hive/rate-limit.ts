@@ -76,6 +76,11 @@ export interface RateLimiterOptions {
 export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
   const buckets = new Map<string, TokenBucket>();
   const sweepAt = o.sweepAt ?? 10_000;
+  // The next sweep waits for the map to double what the last one left: with
+  // more callers than sweepAt whose buckets are not full (a large fleet
+  // heartbeating), a sweep at every new bucket would cost a pass over all of
+  // them per request.
+  let nextSweep = sweepAt;
   const burst = Math.max(1, o.burst);
   if (o.perSecond <= 0) return { take: () => true, retryAfterMs: () => 0, size: () => 0 };
 
@@ -88,7 +93,10 @@ export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
       const now = o.clock.now();
       let b = buckets.get(key);
       if (!b) {
-        if (buckets.size >= sweepAt) sweep(now);
+        if (buckets.size >= nextSweep) {
+          sweep(now);
+          nextSweep = Math.max(sweepAt, 2 * buckets.size);
+        }
         b = new TokenBucket(o.perSecond, burst, now);
         buckets.set(key, b);
       }

@@ -3,6 +3,7 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
 import type { HealthCheckSchedule } from '../gen/hive/v1/health_check_pb.js';
 import { hiveBaseUrl, type ClientTls } from '../lib/tls-client.js';
+import { wideWindowSessionManager } from '../lib/http2-window.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 import { sanitizeReason } from './reason.js';
 
@@ -42,14 +43,18 @@ export interface HiveApiOptions {
 }
 
 export function createHiveApi(addr: string, token: string, opts: HiveApiOptions = {}): HiveApi {
+  const baseUrl = hiveBaseUrl(addr, opts.tls);
   const transport = createGrpcTransport({
-    baseUrl: hiveBaseUrl(addr, opts.tls),
-    nodeOptions: opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
-    // Notice a dead connection without waiting for TCP; 15 s stays above
-    // the hive's minimum ping interval (10 s).
-    pingIntervalMs: 15_000,
-    pingTimeoutMs: 10_000,
-    idleConnectionTimeoutMs: 0,
+    baseUrl,
+    // The watch of every worker is a busy stream: wide HTTP/2 windows keep a
+    // saturated hive from making it wait a round trip per 64 KiB.
+    sessionManager: wideWindowSessionManager(
+      baseUrl,
+      // Notice a dead connection without waiting for TCP; 15 s stays above
+      // the hive's minimum ping interval (10 s).
+      { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 },
+      opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
+    ),
   });
   const registry: Client<typeof RegistryService> = createClient(RegistryService, transport);
   const control: Client<typeof ControlService> = createClient(ControlService, transport);

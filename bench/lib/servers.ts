@@ -108,7 +108,8 @@ export async function startHive(opts: HiveOptions): Promise<HiveServer> {
       ...(opts.args ?? []),
     ],
     {
-      nodeArgs: opts.nodeArgs,
+      // BENCH_HIVE_NODE_ARGS: extra node flags for every hive the bench starts (trying V8 settings).
+      nodeArgs: [...(process.env.BENCH_HIVE_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...(opts.nodeArgs ?? [])],
       // Closed-loop streams send as fast as acknowledged, far past an agent's
       // rate: the per-token limit stays on (its cost is measured) but high
       // enough that no stream reaches it.

@@ -42,12 +42,10 @@ export const detectionScenario: Scenario = {
     await insertFleet(url, schema, fleet, 1000);
     await insertFleet(url, schema, loadFleet, 5000);
     const hive = await startHive({ databaseUrl: url, schema });
-    const monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', '127.0.0.1:0'], { env: { LOG_LEVEL: 'warn' } });
     const load = await startLoadgen('loadgen-stream');
     const fleetGen = await startLoadgen('loadgen-fleet');
+    let monitor: ReturnType<typeof spawnNode> | null = null;
     try {
-      await sleep(3000);
-      if (!monitor.alive()) throw new Skip(`skipped: monitor not available (${MONITOR_ENTRY} exited: ${monitor.tail().split('\n').slice(-3).join(' | ')})`);
       const spec: LoadSpec = {
         target: 'hive',
         addr: hive.addr,
@@ -65,11 +63,21 @@ export const detectionScenario: Scenario = {
       const c0 = processCpuSeconds(hive.child.pid);
       const t0 = Date.now();
       const measuring = load.call<MeasureResult>({ type: 'measure', windowMs: 20_000 }, 120_000);
-      const result = await fleetGen.call<FleetResult>({ type: 'fleet', spec: fleetSpec }, 180_000);
+      const fleetRun = fleetGen.call<FleetResult>({ type: 'fleet', spec: fleetSpec }, 180_000);
+      // The monitor starts on a registry in steady state: the stream load
+      // runs and every worker of the fleet has heartbeated (first phases are
+      // under one interval). Started before, it would rightly mark the
+      // workers that were inserted long ago and had not yet spoken.
+      await sleep(3000);
+      monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', '127.0.0.1:0'], { env: { LOG_LEVEL: process.env.BENCH_MONITOR_LOG_LEVEL || 'warn' }, nodeArgs: process.env.BENCH_MONITOR_NODE_ARGS?.split(' ').filter(Boolean) });
+      await sleep(2000);
+      if (!monitor.alive()) throw new Skip(`skipped: monitor not available (${MONITOR_ENTRY} exited: ${monitor.tail().split('\n').slice(-3).join(' | ')})`);
+      const result = await fleetRun;
       const streamLoad = await measuring;
       const hiveCores = (processCpuSeconds(hive.child.pid) - c0) / ((Date.now() - t0) / 1000);
       await load.call({ type: 'pause' });
       const lags = result.marks.filter((m) => m.silenced).map((m) => m.lagMs).sort((a, b) => a - b);
+      if (result.missed > 0) ctx.log(`  monitor's last words: ${monitor.tail().split('\n').slice(-12).join(' | ')}`);
       const falseMarks = result.marks.filter((m) => !m.silenced).length;
       ctx.log(
         `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
@@ -88,13 +96,16 @@ export const detectionScenario: Scenario = {
           streamLoadOpsPerSec: { value: streamLoad.opsPerSec, unit: 'ops/s', note: 'the closed-loop stream load running beside the fleet' },
           hiveCores: { value: hiveCores, unit: 'cores' },
         },
-        notes: [`${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silentCount} of them go silent (stream left open) between 10 s and 15 s.`],
+        notes: [
+          `${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silentCount} of them go silent (stream left open) between 10 s and 15 s.`,
+          'The monitor starts 3 s after the fleet, beside the running stream load: it watches a registry in steady state.',
+        ],
         data: { fleetErrors: result.errors, lastError: result.lastError },
       };
     } finally {
       await closeLoadgen(load);
       await closeLoadgen(fleetGen);
-      await monitor.stop();
+      await monitor?.stop();
       await hive.stop();
     }
   },

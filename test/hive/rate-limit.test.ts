@@ -51,6 +51,21 @@ describe('createRateLimiter', () => {
     expect(l.size()).toBe(1);
   });
 
+  it('sweeps again only once the map has doubled, when the callers it holds are all busy', async () => {
+    const clock = new ManualClock(0);
+    const l = createRateLimiter({ clock, perSecond: 1, burst: 2, sweepAt: 4 });
+    // Four busy callers (each bucket spent, none full): the sweep at the
+    // fifth key keeps them all, and the next waits for twice that (8).
+    for (const k of ['a', 'b', 'c', 'd', 'e']) l.take(k);
+    expect(l.size()).toBe(5);
+    await clock.advance(10_000); // a..e are full again: a sweep now would forget them
+    for (const k of ['f', 'g', 'h']) l.take(k);
+    expect(l.size()).toBe(8);
+    // The eighth bucket is reached: the sweep forgets the five full ones.
+    l.take('i');
+    expect(l.size()).toBe(4);
+  });
+
   it('is off at rate 0', () => {
     const l = createRateLimiter({ clock: new ManualClock(0), perSecond: 0, burst: 0 });
     for (let i = 0; i < 1000; i++) expect(l.take('x')).toBe(true);
