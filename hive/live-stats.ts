@@ -1,5 +1,7 @@
-import type { CollectorStatus, CompactStats, DiskStats, GpuStats, HeartbeatRequest } from '../gen/hive/v1/registry_pb.js';
+import { fromBinary } from '@bufbuild/protobuf';
+import { WorkerStatsSchema, type CollectorStatus, type CompactStats, type HeartbeatRequest } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
+import { packStats, unpackStats } from './packed-stats.js';
 import type { LiveStats, LiveWorker } from './worker.js';
 
 // A worker's last reported stats, merged from heartbeats in either form.
@@ -7,12 +9,10 @@ import type { LiveStats, LiveWorker } from './worker.js';
 // Full form: the heartbeat carries every GPU and collector; it becomes the
 // worker's inventory for its session (keyed by session and seq). Compact
 // form: per-GPU values in inventory order and only the collectors that
-// failed or changed; it names the inventory it refers to. Both end up in one
-// structure per worker whose objects are updated in place, so the decoded
-// request is never retained and dies young. A field is assigned only when
-// its value changed: a decoded string or bigint that replaced an equal one
-// would live until the next heartbeat, long enough to be promoted to the old
-// generation, and every heartbeat would feed the major GC.
+// failed or changed; it names the inventory it refers to. The worker holds
+// its stats packed (hive/packed-stats.ts): a full heartbeat is packed as it
+// is; a compact one is merged into the unpacked inventory, which is packed
+// again. What is unpacked for a merge dies young with the request.
 
 const MIB = 1024n * 1024n;
 
@@ -20,63 +20,22 @@ export function emptyLiveStats(): LiveStats {
   return { gpus: [], memoryUsedBytes: 0n, memoryTotalBytes: 0n, disks: [], load1: 0, collectors: [] };
 }
 
-/** A copy the hive owns, so nothing of a decoded request (or of a stored message) is shared. */
-function liveStatsFrom(s: LiveStats): LiveStats {
-  const out = emptyLiveStats();
-  copyPlain(out, s);
-  copyGpus(out.gpus, s.gpus);
-  copyCollectors(out.collectors, s.collectors);
-  return out;
-}
-
+/** The values outside the inventory, taken from every heartbeat (into an unpacked copy, packed next). */
 function copyPlain(to: LiveStats, from: LiveStats): void {
-  if (to.memoryUsedBytes !== from.memoryUsedBytes) to.memoryUsedBytes = from.memoryUsedBytes;
-  if (to.memoryTotalBytes !== from.memoryTotalBytes) to.memoryTotalBytes = from.memoryTotalBytes;
-  if (to.load1 !== from.load1) to.load1 = from.load1;
-  if (to.probeLatencyP50Seconds !== from.probeLatencyP50Seconds) to.probeLatencyP50Seconds = from.probeLatencyP50Seconds;
-  if (to.probeLatencyP95Seconds !== from.probeLatencyP95Seconds) to.probeLatencyP95Seconds = from.probeLatencyP95Seconds;
-  if (to.probeLatencyP99Seconds !== from.probeLatencyP99Seconds) to.probeLatencyP99Seconds = from.probeLatencyP99Seconds;
-  copyDisks(to.disks, from.disks);
-}
-
-function copyGpus(to: GpuStats[], from: readonly GpuStats[]): void {
-  to.length = Math.min(to.length, from.length);
-  for (let i = 0; i < from.length; i++) {
-    const s = from[i];
-    const d = (to[i] ??= { $typeName: 'hive.v1.GpuStats', index: 0, uuid: '', name: '', memoryUsedBytes: 0n, memoryTotalBytes: 0n });
-    d.index = s.index;
-    if (d.uuid !== s.uuid) d.uuid = s.uuid;
-    if (d.name !== s.name) d.name = s.name;
-    if (d.memoryUsedBytes !== s.memoryUsedBytes) d.memoryUsedBytes = s.memoryUsedBytes;
-    if (d.memoryTotalBytes !== s.memoryTotalBytes) d.memoryTotalBytes = s.memoryTotalBytes;
-    d.utilization = s.utilization;
-    d.temperatureCelsius = s.temperatureCelsius;
-  }
-}
-
-function copyDisks(to: DiskStats[], from: readonly DiskStats[]): void {
-  to.length = Math.min(to.length, from.length);
-  for (let i = 0; i < from.length; i++) {
-    const s = from[i];
-    const d = (to[i] ??= { $typeName: 'hive.v1.DiskStats', path: '', freeBytes: 0n, totalBytes: 0n });
-    if (d.path !== s.path) d.path = s.path;
-    if (d.freeBytes !== s.freeBytes) d.freeBytes = s.freeBytes;
-    if (d.totalBytes !== s.totalBytes) d.totalBytes = s.totalBytes;
-  }
+  to.memoryUsedBytes = from.memoryUsedBytes;
+  to.memoryTotalBytes = from.memoryTotalBytes;
+  to.load1 = from.load1;
+  to.probeLatencyP50Seconds = from.probeLatencyP50Seconds;
+  to.probeLatencyP95Seconds = from.probeLatencyP95Seconds;
+  to.probeLatencyP99Seconds = from.probeLatencyP99Seconds;
+  to.disks = from.disks;
 }
 
 function copyCollector(d: CollectorStatus, s: CollectorStatus): void {
-  if (d.name !== s.name) d.name = s.name;
+  d.name = s.name;
   d.success = s.success;
-  if (d.error !== s.error) d.error = s.error;
+  d.error = s.error;
   d.durationSeconds = s.durationSeconds;
-}
-
-function copyCollectors(to: CollectorStatus[], from: readonly CollectorStatus[]): void {
-  to.length = Math.min(to.length, from.length);
-  for (let i = 0; i < from.length; i++) {
-    copyCollector((to[i] ??= { $typeName: 'hive.v1.CollectorStatus', name: '', success: false, error: '', durationSeconds: 0 }), from[i]);
-  }
 }
 
 function indexOfCollector(list: readonly CollectorStatus[], name: string): number {
@@ -134,10 +93,8 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   if (hb.statusDetail === w.statusDetail) hb.statusDetail = w.statusDetail;
   const c = hb.compact;
   if (!c) {
-    const s = (w.lastBeat ??= emptyLiveStats());
-    copyPlain(s, hb);
-    copyGpus(s.gpus, hb.gpus);
-    copyCollectors(s.collectors, hb.collectors);
+    w.beat = packStats(hb);
+    w.storedStats = null;
     const inv = (w.inventory ??= { sessionId: '', seq: 0n });
     if (inv.sessionId !== hb.sessionId) inv.sessionId = hb.sessionId;
     inv.seq = hb.seq;
@@ -145,30 +102,29 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   }
   checkCompactShape(hb, c);
   const inv = w.inventory;
-  const held = w.lastBeat !== null && inv !== undefined && inv.sessionId === hb.sessionId && inv.seq === c.inventorySeq;
+  const held = w.beat !== null && inv !== undefined && inv.sessionId === hb.sessionId && inv.seq === c.inventorySeq;
   if (!held) {
     // Liveness never waits for the inventory: keep the GPUs and collectors
     // as last known and take the rest.
-    const s = (w.lastBeat ??= w.storedStats ? liveStatsFrom(w.storedStats) : emptyLiveStats());
+    const s = w.beat !== null ? unpackStats(w.beat) : w.storedStats ? fromBinary(WorkerStatsSchema, w.storedStats) : emptyLiveStats();
     copyPlain(s, hb);
+    w.beat = packStats(s);
+    w.storedStats = null;
     return true;
   }
-  const s = w.lastBeat!;
+  const s = unpackStats(w.beat!);
   checkAgainstInventory(s, hb, c);
   copyPlain(s, hb);
   const util = c.gpuUtilizationPercent.length > 0;
   const temp = c.gpuTemperatureCelsius.length > 0;
   for (let i = 0; i < s.gpus.length; i++) {
     const g = s.gpus[i];
-    const used = c.gpuMemoryUsedMib[i] * MIB;
-    if (used !== g.memoryUsedBytes) g.memoryUsedBytes = used;
-    // Compared first: an equal double assigned anew is a new heap number.
-    const u = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
-    if (g.utilization !== u) g.utilization = u;
-    const t = temp ? c.gpuTemperatureCelsius[i] : undefined;
-    if (g.temperatureCelsius !== t) g.temperatureCelsius = t;
+    g.memoryUsedBytes = c.gpuMemoryUsedMib[i] * MIB;
+    g.utilization = util ? c.gpuUtilizationPercent[i] / 100 : undefined;
+    g.temperatureCelsius = temp ? c.gpuTemperatureCelsius[i] : undefined;
   }
   // A collector named here replaces its entry until it is named again.
   for (let i = 0; i < hb.collectors.length; i++) copyCollector(s.collectors[indexOfCollector(s.collectors, hb.collectors[i].name)], hb.collectors[i]);
+  w.beat = packStats(s);
   return false;
 }

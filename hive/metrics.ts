@@ -6,7 +6,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import { HiveError } from './errors.js';
 import { healthScore, pressureOf } from './health-score.js';
 import type { Registry } from './registry.js';
-import { lastBeatOf, type LiveWorker } from './worker.js';
+import { lastBeatOf, storedStatsOf, type LiveWorker } from './worker.js';
 
 // The hive's Prometheus metrics, on a Registry of its own. Gauges that
 // mirror state are computed at scrape time; nothing is pushed by timers.
@@ -316,5 +316,5 @@ function registerPerWorker(prom: PromRegistry, hive: () => Registry | undefined,
 
 /** The worker's last reported stats without building a message: a heartbeat carries the same fields. */
 function statsLike(w: LiveWorker) {
-  return lastBeatOf(w) ?? w.storedStats ?? undefined;
+  return lastBeatOf(w) ?? storedStatsOf(w);
 }

@@ -247,7 +247,7 @@ export async function createRegistry(deps: RegistryDeps) {
       sessionId: '',
       status: 0,
       statusDetail: '',
-      lastBeat: null,
+      beat: null,
       storedStats: null,
       policy: null,
       dependsOn: [],

@@ -52,16 +52,13 @@ export function newTokenRow(scope: TokenScope, now: number, opts: { workerId?: s
 
 /** The active tokens, by hash. */
 export class TokenIndex {
-  private byHash = new Map<string, Principal & { hash: Buffer }>();
+  // One entry per worker of the fleet: the hash is held once, as hex (the
+  // key and the entry's hash are one string), not also as a Buffer.
+  private byHash = new Map<string, Principal & { hash: string }>();
   private byId = new Map<string, string>();
 
   add(row: Pick<TokenRow, 'tokenId' | 'hash' | 'scope' | 'workerId'>): void {
-    this.byHash.set(row.hash, {
-      scope: row.scope,
-      tokenId: row.tokenId,
-      workerId: row.workerId ?? undefined,
-      hash: Buffer.from(row.hash, 'hex'),
-    });
+    this.byHash.set(row.hash, { scope: row.scope, tokenId: row.tokenId, workerId: row.workerId ?? undefined, hash: row.hash });
     this.byId.set(row.tokenId, row.hash);
   }
 
@@ -113,7 +110,7 @@ export class TokenIndex {
     if (!found) return undefined;
     // The map lookup already matched; the constant-time compare keeps the
     // final check free of data-dependent early exits.
-    if (!timingSafeEqual(found.hash, Buffer.from(hex, 'hex'))) return undefined;
+    if (!timingSafeEqual(Buffer.from(found.hash, 'hex'), Buffer.from(hex, 'hex'))) return undefined;
     return { scope: found.scope, tokenId: found.tokenId, workerId: found.workerId };
   }
 }

@@ -15,6 +15,7 @@ import type { SharedLive } from './live-state.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
 import { encodeWorkerStats } from './stats-codec.js';
 import { mergeStats } from './live-stats.js';
+import { unpackStats, type PackedStats } from './packed-stats.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
 export interface LiveWorker {
@@ -30,17 +31,20 @@ export interface LiveWorker {
   status: HealthStatus;
   statusDetail: string;
   /**
-   * The last heartbeat's stats, merged into objects the hive owns and
-   * updates in place (hive/live-stats.ts): no decoded request is retained.
+   * The last heartbeat's stats, packed (hive/packed-stats.ts): the whole
+   * fleet's stats are held and seldom read. lastBeatOf() unpacks them.
    */
-  lastBeat: LiveStats | null;
+  beat: PackedStats | null;
   /**
    * A newer heartbeat heard from another replica, still encoded (protobuf,
    * base64): merged into lastBeat on first read, or when the next arrives.
    */
   encodedBeat?: string | null;
-  /** Stats loaded from the store before the first heartbeat of this run. */
-  storedStats: WorkerStats | null;
+  /**
+   * Stats loaded from the store (WorkerStats protobuf, as stored), until the
+   * first heartbeat of this run: decoded only when read, written back as is.
+   */
+  storedStats: Uint8Array | null;
   policy: RestartPolicy | null;
   dependsOn: string[];
   /** Every worker matching this label selector is a dependency too. */
@@ -82,7 +86,12 @@ export function lastBeatOf(w: LiveWorker): LiveStats | null {
       // Not decodable or not mergeable (another version?): the previous stats stand.
     }
   }
-  return w.lastBeat;
+  return w.beat === null ? null : unpackStats(w.beat);
+}
+
+/** The stats loaded from the store, decoded (a fresh message each call). */
+export function storedStatsOf(w: LiveWorker): WorkerStats | undefined {
+  return w.storedStats ? fromBinary(WorkerStatsSchema, w.storedStats) : undefined;
 }
 
 /** The worker's last heartbeat rebuilt in its full form from what the hive holds (to tell other replicas), or null before the first. */
@@ -94,7 +103,7 @@ export function heartbeatOf(w: LiveWorker): HeartbeatRequest | null {
 
 export function statsOf(w: LiveWorker): WorkerStats | undefined {
   const b = lastBeatOf(w);
-  if (!b) return w.storedStats ?? undefined;
+  if (!b) return storedStatsOf(w);
   return {
     $typeName: 'hive.v1.WorkerStats',
     gpus: b.gpus,
@@ -152,8 +161,8 @@ export function fromStored(s: StoredWorker): LiveWorker {
     sessionId: s.sessionId,
     status: s.status,
     statusDetail: s.statusDetail,
-    lastBeat: null,
-    storedStats: s.stats ? fromBinary(WorkerStatsSchema, s.stats) : null,
+    beat: null,
+    storedStats: s.stats,
     policy: s.policy ? fromBinary(RestartPolicySchema, s.policy) : null,
     dependsOn: s.dependsOn,
     dependsOnSelector: s.dependsOnSelector ?? '',
@@ -165,7 +174,7 @@ export function fromStored(s: StoredWorker): LiveWorker {
 export function snapshotOf(w: LiveWorker): WorkerSnapshot {
   // Every flush encodes every heartbeating worker: the hand-written encoder
   // writes the same bytes as toBinary at a fraction of the cost.
-  const stats = w.lastBeat ? encodeWorkerStats(w.lastBeat) : w.storedStats ? toBinary(WorkerStatsSchema, w.storedStats) : null;
+  const stats = w.beat !== null ? encodeWorkerStats(unpackStats(w.beat)) : w.storedStats;
   return {
     workerId: w.workerId,
     lastSeen: w.lastSeen ?? w.registeredAt,

@@ -159,11 +159,29 @@ function toWorker(r: WorkerRecord): StoredWorker {
   };
 }
 
+/** Rows a page of the full load reads: the driver holds a page's rows (their stats in hex text) at once, not the fleet's. */
+const LOAD_PAGE = 5000;
+
 async function loadWorkers(db: Db, ids?: readonly string[]): Promise<StoredWorker[]> {
-  const { rows } = ids
-    ? await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers WHERE worker_id = ANY($1::text[]) ORDER BY worker_id`, [ids])
-    : await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers ORDER BY worker_id`);
-  return rows.map(toWorker);
+  if (ids) {
+    const { rows } = await db.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers WHERE worker_id = ANY($1::text[]) ORDER BY worker_id`, [ids]);
+    return rows.map(toWorker);
+  }
+  // Pages in worker_id order, in one snapshot: the same rows one query would read.
+  return db.transaction(async (tx) => {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    const out: StoredWorker[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page: { rows: WorkerRecord[] } =
+        after === null
+          ? await tx.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers ORDER BY worker_id LIMIT ${LOAD_PAGE}`)
+          : await tx.query<WorkerRecord>(`SELECT ${WORKER_COLUMNS} FROM workers WHERE worker_id > $1 ORDER BY worker_id LIMIT ${LOAD_PAGE}`, [after]);
+      for (const r of page.rows) out.push(toWorker(r));
+      if (page.rows.length < LOAD_PAGE) return out;
+      after = page.rows[page.rows.length - 1].worker_id;
+    }
+  });
 }
 
 async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {

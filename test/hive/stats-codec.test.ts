@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { HeartbeatRequestSchema, WorkerStatsSchema } from '../../gen/hive/v1/registry_pb.js';
 import { emptyLiveStats, mergeStats } from '../../hive/live-stats.js';
 import { encodeWorkerStats } from '../../hive/stats-codec.js';
-import { fromStored, statsOf, type LiveStats } from '../../hive/worker.js';
+import { fromStored, lastBeatOf, statsOf, type LiveStats } from '../../hive/worker.js';
 import { createHeartbeatEncoder } from '../../worker-agent/compact.js';
 import { agentHeartbeat, eightGpus } from '../worker-agent/support/heartbeats.js';
 
@@ -20,8 +20,8 @@ describe('encodeWorkerStats', () => {
     const plan = [{}, { collectors: failing }, { smi: eightGpus(0, 0, -5) }, {}];
     for (let i = 0; i < plan.length; i++) {
       mergeStats(w, enc.encode({ ...agentHeartbeat(i + 1, plan[i]), workerId: 'w' }));
-      same(w.lastBeat!);
-      expect(Buffer.from(encodeWorkerStats(w.lastBeat!)).equals(Buffer.from(toBinary(WorkerStatsSchema, statsOf(w)!)))).toBe(true);
+      same(lastBeatOf(w)!);
+      expect(Buffer.from(encodeWorkerStats(lastBeatOf(w)!)).equals(Buffer.from(toBinary(WorkerStatsSchema, statsOf(w)!)))).toBe(true);
     }
   });
 

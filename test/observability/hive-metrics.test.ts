@@ -1,13 +1,14 @@
 import { createMemoryLiveState } from '../../hive/live-memory.js';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { Registry as PromRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { CollectorStatusSchema, HeartbeatRequestSchema, HealthStatus, WorkerState } from '../../gen/hive/v1/registry_pb.js';
+import { CollectorStatusSchema, HeartbeatRequestSchema, HealthStatus, WorkerState, WorkerStatsSchema } from '../../gen/hive/v1/registry_pb.js';
 import type { Clock } from '../../lib/clock.js';
 import { loadHiveConfig } from '../../hive/config.js';
 import { createHiveMetrics, EVENT_KINDS, HEARTBEAT_RESULTS, metricLabelNames, type HiveMetricsOptions } from '../../hive/metrics.js';
 import type { Registry } from '../../hive/registry.js';
-import type { LiveWorker } from '../../hive/worker.js';
+import { packStats } from '../../hive/packed-stats.js';
+import { lastBeatOf, type LiveWorker } from '../../hive/worker.js';
 import { createAgentMetrics } from '../../worker-agent/metrics.js';
 import { promtoolCheckMetrics } from './support.js';
 
@@ -32,7 +33,7 @@ function worker(id: string, over: Partial<LiveWorker> = {}): LiveWorker {
     sessionId: 's',
     status: HealthStatus.HEALTHY,
     statusDetail: '',
-    lastBeat: create(HeartbeatRequestSchema, {
+    beat: packStats(create(HeartbeatRequestSchema, {
       workerId: id,
       gpus: [
         { index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-0', memoryUsedBytes: 40n * GIB, memoryTotalBytes: 80n * GIB, utilization: 0.5, temperatureCelsius: 41 },
@@ -43,7 +44,7 @@ function worker(id: string, over: Partial<LiveWorker> = {}): LiveWorker {
       disks: [{ path: '/', freeBytes: 50n * GIB, totalBytes: 100n * GIB }, { path: '/data', freeBytes: 900n * GIB, totalBytes: 1000n * GIB }],
       load1: 1.5,
       collectors: [create(CollectorStatusSchema, { name: 'gpu', success: true })],
-    }),
+    })),
     storedStats: null,
     policy: null,
     dependsOn: [],
@@ -171,7 +172,7 @@ describe('hive /metrics', () => {
 
   it('gives a pending worker an age since registration and no health score', async () => {
     const { prom, workers } = setup({ labels: [] });
-    workers.set('p', worker('p', { state: WorkerState.PENDING, lastSeen: null, lastBeat: null, streams: 0 }));
+    workers.set('p', worker('p', { state: WorkerState.PENDING, lastSeen: null, beat: null, streams: 0 }));
     expect(await samples(prom, 'hive_worker_state')).toEqual(['hive_worker_state{worker_id="p",state="pending"} 1']);
     expect(await samples(prom, 'hive_worker_last_seen_timestamp_seconds')).toEqual([]);
     expect(await samples(prom, 'hive_worker_heartbeat_age_seconds')).toEqual(['hive_worker_heartbeat_age_seconds{worker_id="p"} 60']);
@@ -182,7 +183,7 @@ describe('hive /metrics', () => {
   it('lowers the health score under resource pressure', async () => {
     const { prom, workers } = setup({ labels: [] });
     const w = worker('w1');
-    w.lastBeat!.disks = [{ $typeName: 'hive.v1.DiskStats', path: '/', freeBytes: 1n * GIB, totalBytes: 100n * GIB }];
+    w.beat = packStats({ ...lastBeatOf(w)!, disks: [{ $typeName: 'hive.v1.DiskStats', path: '/', freeBytes: 1n * GIB, totalBytes: 100n * GIB }] });
     workers.set('w1', w);
     const [line] = await samples(prom, 'hive_worker_health_score');
     const score = Number(line.split(' ')[1]);
@@ -192,8 +193,8 @@ describe('hive /metrics', () => {
 
   it('uses the stats loaded from the store until the first heartbeat of this run', async () => {
     const { prom, workers } = setup({ labels: [] });
-    const beat = worker('w1').lastBeat!;
-    workers.set('w1', worker('w1', { lastBeat: null, storedStats: { ...beat, $typeName: 'hive.v1.WorkerStats' } as never }));
+    const beat = lastBeatOf(worker('w1'))!;
+    workers.set('w1', worker('w1', { beat: null, storedStats: toBinary(WorkerStatsSchema, create(WorkerStatsSchema, beat)) }));
     expect(await samples(prom, 'hive_worker_memory_used_bytes')).toEqual([`hive_worker_memory_used_bytes{worker_id="w1"} ${16 * 2 ** 30}`]);
   });
 

@@ -6,6 +6,7 @@ import { createLogger } from '../../lib/logger.js';
 import { parseAddr } from '../../lib/config.js';
 import { HealthStatus, WorkerState, CommandType } from '../../gen/hive/v1/registry_pb.js';
 import { startHive, type HiveHandle } from '../../hive/server.js';
+import { lastBeatOf } from '../../hive/worker.js';
 import { createAgent, type Agent } from '../../worker-agent/agent.js';
 import { createCheck } from '../../worker-agent/check.js';
 import { createMemoryCollector } from '../../worker-agent/collectors/memory.js';
@@ -146,14 +147,17 @@ describe('worker-agent', () => {
       events: { encoded: (form, bytes) => sent.push({ form, bytes }) },
     });
     a.start();
-    const gpuUsed = () => hive.registry.workers.get('ag-compact')?.lastBeat?.gpus.map((g) => g.memoryUsedBytes);
+    const gpuUsed = () => {
+      const w = hive.registry.workers.get('ag-compact');
+      return w && lastBeatOf(w)?.gpus.map((g) => g.memoryUsedBytes);
+    };
     const latest = () => agentHeartbeat(n).gpus!.map((g) => g.memoryUsedBytes);
     await beatUntil(clock, () => sent.filter((s) => s.form === 'compact').length >= 2 && hive.registry.workers.get('ag-compact')!.lastSeq === BigInt(n), 'two compact beats');
     expect(sent[0].form).toBe('full');
     expect(sent[0].bytes).toBeGreaterThan(900);
     expect(Math.max(...sent.filter((s) => s.form === 'compact').map((s) => s.bytes))).toBeLessThanOrEqual(200);
     expect(gpuUsed()).toEqual(latest());
-    expect(hive.registry.workers.get('ag-compact')!.lastBeat!.collectors).toHaveLength(4);
+    expect(lastBeatOf(hive.registry.workers.get('ag-compact')!)!.collectors).toHaveLength(4);
 
     // As after a hive restart: the hive no longer holds the session's inventory.
     hive.registry.workers.get('ag-compact')!.inventory = undefined;
