@@ -1,7 +1,7 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { WorkerStatsSchema, type CollectorStatus, type CompactStats, type HeartbeatRequest } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
-import { packStats, unpackStats } from './packed-stats.js';
+import { mergeCompactPacked, packStats, unpackStats } from './packed-stats.js';
 import type { LiveStats, LiveWorker } from './worker.js';
 
 // A worker's last reported stats, merged from heartbeats in either form.
@@ -63,16 +63,19 @@ export function checkCompactShape(hb: HeartbeatRequest, c: CompactStats): void {
     if (indexOfCollector(hb.collectors, hb.collectors[i].name) !== i) throw invalidArgument(`collector "${hb.collectors[i].name}" is listed twice`);
 }
 
+const countMismatch = (values: number, gpus: number) => invalidArgument(`compact.gpu_memory_used_mib has ${values} values; the inventory has ${gpus} gpus`);
+const overTotal = (gpuIndex: number) => invalidArgument(`gpu ${gpuIndex}: memory used exceeds memory_total_bytes`);
+
 /** Checks of a compact heartbeat against the inventory it refers to. */
 function checkAgainstInventory(s: LiveStats, hb: HeartbeatRequest, c: CompactStats): void {
   const n = s.gpus.length;
-  if (c.gpuMemoryUsedMib.length !== n) throw invalidArgument(`compact.gpu_memory_used_mib has ${c.gpuMemoryUsedMib.length} values; the inventory has ${n} gpus`);
+  if (c.gpuMemoryUsedMib.length !== n) throw countMismatch(c.gpuMemoryUsedMib.length, n);
   // In bigints throughout: V8's optimised code does 64-bit bigint arithmetic
   // and comparison in registers, where Number(bigint) is a call that costs
   // several times as much.
   for (let i = 0; i < n; i++) {
     const total = s.gpus[i].memoryTotalBytes;
-    if (total !== 0n && c.gpuMemoryUsedMib[i] * MIB > total) throw invalidArgument(`gpu ${s.gpus[i].index}: memory used exceeds memory_total_bytes`);
+    if (total !== 0n && c.gpuMemoryUsedMib[i] * MIB > total) throw overTotal(s.gpus[i].index);
   }
   for (let i = 0; i < hb.collectors.length; i++)
     if (indexOfCollector(s.collectors, hb.collectors[i].name) < 0) throw invalidArgument(`collector "${hb.collectors[i].name}" is not in the inventory; send a full heartbeat`);
@@ -111,6 +114,11 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
     w.beat = packStats(s);
     w.storedStats = null;
     return true;
+  }
+  // The common case (no collector changed) is merged in its packed form.
+  if (hb.collectors.length === 0) {
+    w.beat = mergeCompactPacked(w.beat!, hb, c, overTotal, countMismatch);
+    return false;
   }
   const s = unpackStats(w.beat!);
   checkAgainstInventory(s, hb, c);

@@ -302,3 +302,133 @@ export function unpackStats(p: PackedStats): LiveStats {
   for (let i = 0; i < nCollectors; i++) s.collectors.push(readCollector(r));
   return s;
 }
+
+/** Skips a string reference (and its bytes). */
+function skipString(r: Reader): void {
+  const ref = r.varint();
+  if (ref === 0) return;
+  const kind = ref % 4;
+  if (kind === S_UUID) r.pos += 16;
+  else if (kind === S_INLINE) r.pos += Math.floor(ref / 4);
+}
+
+function skipBig(r: Reader): void {
+  while (r.buf[r.pos++] >= 0x80);
+}
+
+/** What a compact heartbeat brings besides its GPU values: taken as it is (a HeartbeatRequest is one). */
+export interface PlainValues {
+  memoryUsedBytes: bigint;
+  memoryTotalBytes: bigint;
+  load1: number;
+  probeLatencyP50Seconds?: number;
+  probeLatencyP95Seconds?: number;
+  probeLatencyP99Seconds?: number;
+  disks: readonly DiskStats[];
+}
+
+/** The GPU values of a compact heartbeat, in inventory order (a CompactStats is one). */
+export interface GpuValues {
+  gpuMemoryUsedMib: readonly bigint[];
+  gpuUtilizationPercent: readonly number[];
+  gpuTemperatureCelsius: readonly number[];
+}
+
+const MIB = 1024n * 1024n;
+
+/**
+ * A compact heartbeat merged into packed stats without unpacking them: the
+ * bytes of what it does not change (each GPU's index, UUID, name and total;
+ * the collectors) are copied, the rest written anew, so a heartbeat costs one
+ * pass over some 350 bytes and no object per GPU. Gives what
+ * packStats(merge of unpackStats(p)) gives, byte for byte. Throws (before
+ * anything changed) what the merge throws: `overTotal` names the GPU whose
+ * memory in use exceeds its total.
+ */
+export function mergeCompactPacked(
+  p: PackedStats,
+  v: PlainValues,
+  c: GpuValues,
+  overTotal: (gpuIndex: number) => Error,
+  countMismatch: (values: number, gpus: number) => Error,
+): PackedStats {
+  if (scratch.length < p.length) scratch = Buffer.allocUnsafe(Math.max(p.length, scratch.length * 2));
+  scratch.write(p, 0, 'latin1');
+  const r = new Reader(scratch);
+  const nGpus = r.varint();
+  const nOldDisks = r.varint(); // replaced by the heartbeat's
+  const nCollectors = r.varint();
+  if (c.gpuMemoryUsedMib.length !== nGpus) throw countMismatch(c.gpuMemoryUsedMib.length, nGpus);
+  const oldFlags = r.byte();
+  skipBig(r);
+  skipBig(r);
+  if (oldFlags & F_LOAD) r.pos += 8;
+  if (oldFlags & F_P50) r.pos += 8;
+  if (oldFlags & F_P95) r.pos += 8;
+  if (oldFlags & F_P99) r.pos += 8;
+  const w = writer;
+  w.pos = 0;
+  w.varint(nGpus);
+  w.varint(v.disks.length);
+  w.varint(nCollectors);
+  const flags =
+    (v.load1 !== 0 ? F_LOAD : 0) |
+    (v.probeLatencyP50Seconds !== undefined ? F_P50 : 0) |
+    (v.probeLatencyP95Seconds !== undefined ? F_P95 : 0) |
+    (v.probeLatencyP99Seconds !== undefined ? F_P99 : 0);
+  w.byte(flags);
+  w.big(v.memoryUsedBytes);
+  w.big(v.memoryTotalBytes);
+  if (flags & F_LOAD) w.double(v.load1);
+  if (flags & F_P50) w.double(v.probeLatencyP50Seconds!);
+  if (flags & F_P95) w.double(v.probeLatencyP95Seconds!);
+  if (flags & F_P99) w.double(v.probeLatencyP99Seconds!);
+  const util = c.gpuUtilizationPercent.length > 0;
+  const temp = c.gpuTemperatureCelsius.length > 0;
+  for (let i = 0; i < nGpus; i++) {
+    // index, uuid and name as they are
+    const start = r.pos;
+    const index = r.varint();
+    skipString(r);
+    skipString(r);
+    w.reserve(r.pos - start);
+    scratch.copy(w.buf, w.pos, start, r.pos);
+    w.pos += r.pos - start;
+    skipBig(r); // the memory used it replaces
+    const totalAt = r.pos;
+    const total = r.big();
+    const used = c.gpuMemoryUsedMib[i] * MIB;
+    if (total !== 0n && used > total) throw overTotal(index);
+    w.big(used);
+    w.reserve(r.pos - totalAt);
+    scratch.copy(w.buf, w.pos, totalAt, r.pos);
+    w.pos += r.pos - totalAt;
+    // the old utilisation and temperature, skipped
+    const f = r.byte();
+    if (f & G_UTIL_PERCENT) r.pos += 1;
+    else if (f & G_UTIL_DOUBLE) r.pos += 8;
+    if (f & G_TEMP_INT) r.varint();
+    else if (f & G_TEMP_DOUBLE) r.pos += 8;
+    // the new ones, as writeGpu writes them
+    let gf = 0;
+    const k = util ? c.gpuUtilizationPercent[i] : -1;
+    const t = temp ? c.gpuTemperatureCelsius[i] : 0;
+    if (util) gf |= G_UTIL_PERCENT;
+    if (temp) gf |= G_TEMP_INT;
+    w.byte(gf);
+    if (util) w.byte(k);
+    if (temp) w.varint(t < 0 ? -2 * t - 1 : 2 * t);
+  }
+  // the old disks, skipped; the heartbeat's written
+  for (let i = 0; i < nOldDisks; i++) {
+    skipString(r);
+    skipBig(r);
+    skipBig(r);
+  }
+  for (const d of v.disks) writeDisk(w, d);
+  // the collectors as they are
+  w.reserve(p.length - r.pos);
+  scratch.copy(w.buf, w.pos, r.pos, p.length);
+  w.pos += p.length - r.pos;
+  return w.buf.toString('latin1', 0, w.pos) as PackedStats;
+}

@@ -1,8 +1,9 @@
 import { create, toBinary } from '@bufbuild/protobuf';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HeartbeatRequestSchema, WorkerStatsSchema } from '../../gen/hive/v1/registry_pb.js';
+import { HeartbeatRequestSchema, WorkerStatsSchema, type HeartbeatRequest } from '../../gen/hive/v1/registry_pb.js';
 import { emptyLiveStats, mergeStats } from '../../hive/live-stats.js';
-import { packStats, unpackStats } from '../../hive/packed-stats.js';
+import { mergeCompactPacked, packStats, unpackStats } from '../../hive/packed-stats.js';
 import { fromStored, heartbeatOf, lastBeatOf, snapshotOf, statsOf, type LiveStats } from '../../hive/worker.js';
 import { createHeartbeatEncoder } from '../../worker-agent/compact.js';
 import { agentHeartbeat, eightGpus } from '../worker-agent/support/heartbeats.js';
@@ -105,3 +106,98 @@ describe('packed stats', () => {
 function statsOfStored(b: Uint8Array) {
   return statsOf(worker(b))!;
 }
+
+describe('compact merge on the packed form', () => {
+  // The reference: unpack, merge as objects, pack (what the merge did before).
+  function reference(p: ReturnType<typeof packStats>, hb: HeartbeatRequest): ReturnType<typeof packStats> {
+    const s = unpackStats(p);
+    const c = hb.compact!;
+    if (c.gpuMemoryUsedMib.length !== s.gpus.length) throw new Error(`count ${c.gpuMemoryUsedMib.length} ${s.gpus.length}`);
+    for (let i = 0; i < s.gpus.length; i++) {
+      const total = s.gpus[i].memoryTotalBytes;
+      if (total !== 0n && c.gpuMemoryUsedMib[i] * 1048576n > total) throw new Error(`over ${s.gpus[i].index}`);
+    }
+    Object.assign(s, { memoryUsedBytes: hb.memoryUsedBytes, memoryTotalBytes: hb.memoryTotalBytes, load1: hb.load1, disks: hb.disks });
+    s.probeLatencyP50Seconds = hb.probeLatencyP50Seconds;
+    s.probeLatencyP95Seconds = hb.probeLatencyP95Seconds;
+    s.probeLatencyP99Seconds = hb.probeLatencyP99Seconds;
+    s.gpus.forEach((g, i) => {
+      g.memoryUsedBytes = c.gpuMemoryUsedMib[i] * 1048576n;
+      g.utilization = c.gpuUtilizationPercent.length ? c.gpuUtilizationPercent[i] / 100 : undefined;
+      g.temperatureCelsius = c.gpuTemperatureCelsius.length ? c.gpuTemperatureCelsius[i] : undefined;
+    });
+    return packStats(s);
+  }
+  const over = (i: number) => new Error(`over ${i}`);
+  const count = (v: number, n: number) => new Error(`count ${v} ${n}`);
+
+  it('gives what unpack, merge and pack give, for any inventory and compact values', () => {
+    const gpu = fc.record({
+      index: fc.nat(300),
+      uuid: fc.constantFrom('', 'GPU-3f8a2c1e-5b7d-4e9a-8c6f-1d2e3f4a5b60', 'MIG-x', 'GPU-ü'),
+      name: fc.constantFrom('', 'NVIDIA H100 80GB HBM3', 'A'.repeat(200)),
+      memoryUsedBytes: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+      memoryTotalBytes: fc.oneof(fc.constant(0n), fc.bigInt({ min: 0n, max: 2n ** 40n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })),
+      utilization: fc.option(fc.oneof(fc.double({ noNaN: true }), fc.integer({ min: 0, max: 100 }).map((k) => k / 100)), { nil: undefined }),
+      temperatureCelsius: fc.option(fc.oneof(fc.double({ noNaN: true }), fc.integer({ min: -300, max: 2000 })), { nil: undefined }),
+    });
+    const disk = fc.record({ path: fc.constantFrom('/', '/data', '/données'), freeBytes: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), totalBytes: fc.bigInt({ min: 0n, max: 2n ** 60n }) });
+    const collector = fc.record({ name: fc.constantFrom('gpu', 'disk', 'x'.repeat(150)), success: fc.boolean(), error: fc.constantFrom('', 'boom'), durationSeconds: fc.double({ noNaN: true }) });
+    const optDouble = fc.option(fc.double({ noNaN: true, noDefaultInfinity: true }), { nil: undefined });
+    fc.assert(
+      fc.property(
+        fc.array(gpu, { maxLength: 9 }),
+        fc.array(disk, { maxLength: 3 }),
+        fc.array(collector, { maxLength: 3 }),
+        fc.array(disk, { maxLength: 3 }),
+        fc.record({ mem: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), load1: fc.double({ noNaN: true }), p50: optDouble, p99: optDouble }),
+        fc.integer({ min: -1, max: 1 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.nat(),
+        (gpus, disks, collectors, newDisks, plain, countDelta, util, temp, seed) => {
+          const inv: LiveStats = {
+            ...emptyLiveStats(),
+            memoryUsedBytes: 5n,
+            load1: 1.5,
+            gpus: gpus.map((g) => ({ $typeName: 'hive.v1.GpuStats' as const, ...g })),
+            disks: disks.map((d) => ({ $typeName: 'hive.v1.DiskStats' as const, ...d })),
+            collectors: collectors.map((c) => ({ $typeName: 'hive.v1.CollectorStatus' as const, ...c })),
+          };
+          const p = packStats(inv);
+          const n = Math.max(0, gpus.length + countDelta);
+          const rnd = (i: number, m: number) => (seed * 31 + i * 7) % m;
+          const hb = create(HeartbeatRequestSchema, {
+            memoryUsedBytes: plain.mem,
+            memoryTotalBytes: plain.mem * 2n,
+            load1: plain.load1,
+            probeLatencyP50Seconds: plain.p50,
+            probeLatencyP99Seconds: plain.p99,
+            disks: newDisks,
+            compact: {
+              inventorySeq: 1n,
+              gpuMemoryUsedMib: Array.from({ length: n }, (_, i) => BigInt(rnd(i, 90_000))),
+              gpuUtilizationPercent: util ? Array.from({ length: n }, (_, i) => rnd(i, 101)) : [],
+              gpuTemperatureCelsius: temp ? Array.from({ length: n }, (_, i) => rnd(i, 1274) - 273) : [],
+            },
+          });
+          let want: string | Error;
+          try {
+            want = reference(p, hb);
+          } catch (err) {
+            want = err as Error;
+          }
+          let got: string | Error;
+          try {
+            got = mergeCompactPacked(p, hb, hb.compact!, over, count);
+          } catch (err) {
+            got = err as Error;
+          }
+          if (want instanceof Error) expect((got as Error).message).toBe(want.message);
+          else expect(Buffer.from(got as string, 'latin1').toString('hex')).toBe(Buffer.from(want, 'latin1').toString('hex'));
+        },
+      ),
+      { numRuns: 1500 },
+    );
+  });
+});
