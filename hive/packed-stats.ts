@@ -335,6 +335,15 @@ export interface GpuValues {
 }
 
 const MIB = 1024n * 1024n;
+const MIB_NUM = 1024 * 1024;
+const MAX_EXACT_MIB = 2n ** 33n;
+
+/** Bytes of the varint at `at`. */
+function varintBytes(b: Buffer, at: number): number {
+  let n = 1;
+  while (b[at + n - 1] >= 0x80) n++;
+  return n;
+}
 
 /**
  * A compact heartbeat merged into packed stats without unpacking them: the
@@ -396,10 +405,20 @@ export function mergeCompactPacked(
     w.pos += r.pos - start;
     skipBig(r); // the memory used it replaces
     const totalAt = r.pos;
-    const total = r.big();
-    const used = c.gpuMemoryUsedMib[i] * MIB;
-    if (total !== 0n && used > total) throw overTotal(index);
-    w.big(used);
+    // In doubles while both are exact (the usual case: a varint of at most
+    // 7 bytes, memory below 2^33 MiB); Number(bigint) once per GPU.
+    const mib = c.gpuMemoryUsedMib[i];
+    if (mib < MAX_EXACT_MIB && varintBytes(scratch, r.pos) <= 7) {
+      const total = r.varint();
+      const used = Number(mib) * MIB_NUM;
+      if (total !== 0 && used > total) throw overTotal(index);
+      w.varint(used);
+    } else {
+      const total = r.big();
+      const used = mib * MIB;
+      if (total !== 0n && used > total) throw overTotal(index);
+      w.big(used);
+    }
     w.reserve(r.pos - totalAt);
     scratch.copy(w.buf, w.pos, totalAt, r.pos);
     w.pos += r.pos - totalAt;
