@@ -34,7 +34,7 @@ COPY worker-agent ./worker-agent
 COPY hivectl ./hivectl
 COPY deploy/healthcheck.mjs ./deploy/healthcheck.mjs
 # The agent runs from one bundled module (bin/bundle.mjs), built here once.
-RUN node --input-type=module -e "const { bundled } = await import('./bin/bundle.mjs'); await bundled('worker-agent', 'worker-agent/main.ts', ['worker-agent', 'lib', 'gen']);"
+RUN node --input-type=module -e "const { bundledAgent } = await import('./bin/bundle.mjs'); await bundledAgent();"
 # The embedded database and the generated admin token (and an agent's
 # token file); owned by the
 # unprivileged user the processes run as.
