@@ -48,11 +48,7 @@ export function createSqlStore(db: Db): Store {
         ]);
         return (await insertEvents(tx, [event]))[0];
       }),
-    transition: (snapshot, events) =>
-      db.transaction(async (tx) => {
-        await updateTransition(tx, snapshot);
-        return insertEvents(tx, events);
-      }),
+    transition: (snapshot, events) => transitionWorker(db, snapshot, events),
     flushSnapshots: (snapshots) => flushSnapshots(db, snapshots),
     setPolicy: (workerId, policy, event) =>
       db.transaction(async (tx) => {
@@ -215,23 +211,26 @@ async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
   );
 }
 
-async function updateTransition(tx: Db, s: WorkerSnapshot & { state: StateCode; stateSince: number }): Promise<void> {
-  await tx.query(
-    `UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
-       session_id = $6, status = $7, status_detail = $8, stats = $9::bytea
-     WHERE worker_id = $1`,
-    [
-      s.workerId,
-      s.state,
-      iso(s.stateSince),
-      iso(s.lastSeen),
-      s.lastSeq.toString(),
-      s.sessionId,
-      s.status,
-      s.statusDetail,
-      s.stats,
-    ],
+/**
+ * A state change and its events in one statement (a data-modifying CTE is
+ * atomic like a transaction): one round trip, where BEGIN, UPDATE, INSERT
+ * and COMMIT took four. A stale mark waits for it, and a busy hive spends
+ * an event-loop turn on each round trip.
+ */
+async function transitionWorker(db: Db, s: WorkerSnapshot & { state: StateCode; stateSince: number }, events: EventRow[]): Promise<EventRow[]> {
+  const { rows } = await db.query<{ event_id: string | number | bigint }>(
+    `WITH changed AS (
+       UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
+         session_id = $6, status = $7, status_detail = $8, stats = $9::bytea
+       WHERE worker_id = $1
+     )
+     INSERT INTO events (worker_id, at, kind, from_state, to_state, actor, reason)
+     SELECT * FROM unnest($10::text[], $11::timestamptz[], $12::text[], $13::smallint[], $14::smallint[],
+       $15::text[], $16::text[])
+     RETURNING event_id`,
+    [s.workerId, s.state, iso(s.stateSince), iso(s.lastSeen), s.lastSeq.toString(), s.sessionId, s.status, s.statusDetail, s.stats, ...eventColumns(events)],
   );
+  return withEventIds(events, rows);
 }
 
 const FLUSH_SQL = `
@@ -370,16 +369,25 @@ async function insertEvents(db: Db, events: EventRow[]): Promise<EventRow[]> {
      SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::smallint[], $5::smallint[],
        $6::text[], $7::text[])
      RETURNING event_id`,
-    [
-      events.map((e) => e.workerId),
-      events.map((e) => iso(e.at)),
-      events.map((e) => e.kind),
-      events.map((e) => e.fromState),
-      events.map((e) => e.toState),
-      events.map((e) => e.actor),
-      events.map((e) => e.reason),
-    ],
+    eventColumns(events),
   );
+  return withEventIds(events, rows);
+}
+
+/** The events as the seven column arrays the inserts unnest. */
+function eventColumns(events: EventRow[]): unknown[] {
+  return [
+    events.map((e) => e.workerId),
+    events.map((e) => iso(e.at)),
+    events.map((e) => e.kind),
+    events.map((e) => e.fromState),
+    events.map((e) => e.toState),
+    events.map((e) => e.actor),
+    events.map((e) => e.reason),
+  ];
+}
+
+function withEventIds(events: EventRow[], rows: Array<{ event_id: string | number | bigint }>): EventRow[] {
   // The ids come from one sequence in insertion order; RETURNING's row
   // order is not promised, so sort rather than trust it.
   const ids = rows.map((r) => BigInt(r.event_id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
