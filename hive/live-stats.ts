@@ -1,7 +1,7 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { WorkerStatsSchema, type CollectorStatus, type CompactStats, type HeartbeatRequest } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
-import { mergeCompactPacked, packStats, unpackStats } from './packed-stats.js';
+import { hotStatsOf, mergeHot, packStats, unpackHeld, unpackStats } from './packed-stats.js';
 import type { LiveStats, LiveWorker } from './worker.js';
 
 // A worker's last reported stats, merged from heartbeats in either form.
@@ -97,6 +97,7 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   const c = hb.compact;
   if (!c) {
     w.beat = packStats(hb);
+    w.hot = null;
     w.storedStats = null;
     const inv = (w.inventory ??= { sessionId: '', seq: 0n });
     if (inv.sessionId !== hb.sessionId) inv.sessionId = hb.sessionId;
@@ -109,18 +110,21 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   if (!held) {
     // Liveness never waits for the inventory: keep the GPUs and collectors
     // as last known and take the rest.
-    const s = w.beat !== null ? unpackStats(w.beat) : w.storedStats ? fromBinary(WorkerStatsSchema, w.storedStats) : emptyLiveStats();
+    const s = w.beat !== null ? unpackHeld(w.beat, w.hot) : w.storedStats ? fromBinary(WorkerStatsSchema, w.storedStats) : emptyLiveStats();
     copyPlain(s, hb);
     w.beat = packStats(s);
+    w.hot = null;
     w.storedStats = null;
     return true;
   }
-  // The common case (no collector changed) is merged in its packed form.
-  if (hb.collectors.length === 0) {
-    w.beat = mergeCompactPacked(w.beat!, hb, c, overTotal, countMismatch);
+  // The common case (no collector news, the same disks): written in place
+  // into the worker's hot values, made from its inventory on the first one.
+  const hot = w.hot ?? (hb.collectors.length === 0 ? hotStatsOf(unpackStats(w.beat!), hb.disks.map((d) => d.path)) : null);
+  if (hot !== null && mergeHot(hot, hb, c, hb.collectors.length, overTotal, countMismatch)) {
+    w.hot = hot;
     return false;
   }
-  const s = unpackStats(w.beat!);
+  const s = unpackHeld(w.beat!, w.hot);
   checkAgainstInventory(s, hb, c);
   copyPlain(s, hb);
   const util = c.gpuUtilizationPercent.length > 0;
@@ -134,5 +138,6 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   // A collector named here replaces its entry until it is named again.
   for (let i = 0; i < hb.collectors.length; i++) copyCollector(s.collectors[indexOfCollector(s.collectors, hb.collectors[i].name)], hb.collectors[i]);
   w.beat = packStats(s);
+  w.hot = null;
   return false;
 }

@@ -303,19 +303,6 @@ export function unpackStats(p: PackedStats): LiveStats {
   return s;
 }
 
-/** Skips a string reference (and its bytes). */
-function skipString(r: Reader): void {
-  const ref = r.varint();
-  if (ref === 0) return;
-  const kind = ref % 4;
-  if (kind === S_UUID) r.pos += 16;
-  else if (kind === S_INLINE) r.pos += Math.floor(ref / 4);
-}
-
-function skipBig(r: Reader): void {
-  while (r.buf[r.pos++] >= 0x80);
-}
-
 /** What a compact heartbeat brings besides its GPU values: taken as it is (a HeartbeatRequest is one). */
 export interface PlainValues {
   memoryUsedBytes: bigint;
@@ -334,120 +321,130 @@ export interface GpuValues {
   gpuTemperatureCelsius: readonly number[];
 }
 
-const MIB = 1024n * 1024n;
 const MIB_NUM = 1024 * 1024;
 const MAX_EXACT_MIB = 2n ** 33n;
 
-/** Bytes of the varint at `at`. */
-function varintBytes(b: Buffer, at: number): number {
-  let n = 1;
-  while (b[at + n - 1] >= 0x80) n++;
-  return n;
+/**
+ * The values compact heartbeats change, held beside the packed stats and
+ * written in place: after the first compact heartbeat of an inventory, a
+ * heartbeat allocates nothing for its stats and replaces nothing the old
+ * generation holds (a new packed string per heartbeat would be promoted
+ * garbage for every worker of a 1 s fleet). Doubles are exact below 2^53;
+ * a heartbeat with a value past that, other disks or collector news goes
+ * the slow way (unpack, merge, pack) and drops these.
+ *
+ * Layout of `v`: 0 memory used, 1 memory total, 2 load1, 3-5 probe latency
+ * p50/p95/p99 (NaN: absent); GPU i at 6 + 5i: index, memory total, memory
+ * used, utilisation, temperature (NaN: absent); disk j after the GPUs:
+ * free, total.
+ */
+export interface HotStats {
+  readonly v: Float64Array;
+  readonly gpus: number;
+  /** The disks' paths, in order (a heartbeat with other disks takes the slow way). */
+  readonly disks: readonly string[];
+}
+
+const EXACT = 2n ** 53n;
+const GPU_AT = 6;
+
+/** Hot values for an inventory, or null when a GPU's total is past what a double holds exactly. */
+export function hotStatsOf(s: LiveStats, diskPaths: readonly string[]): HotStats | null {
+  const n = s.gpus.length;
+  const v = new Float64Array(GPU_AT + 5 * n + 2 * diskPaths.length);
+  for (let i = 0; i < n; i++) {
+    const g = s.gpus[i];
+    if (g.memoryTotalBytes >= EXACT) return null;
+    v[GPU_AT + 5 * i] = g.index;
+    v[GPU_AT + 5 * i + 1] = Number(g.memoryTotalBytes);
+  }
+  return { v, gpus: n, disks: diskPaths.map((p) => table[internId(p) ?? -1] ?? p) };
+}
+
+/** Whether the hot values can take this heartbeat (else the slow way); nothing is checked or changed yet. */
+function hotTakes(h: HotStats, v: PlainValues, c: GpuValues, collectors: number): boolean {
+  if (collectors !== 0 || v.disks.length !== h.disks.length) return false;
+  if (v.memoryUsedBytes >= EXACT || v.memoryTotalBytes >= EXACT) return false;
+  for (let j = 0; j < v.disks.length; j++) {
+    const d = v.disks[j];
+    if (d.path !== h.disks[j] || d.freeBytes >= EXACT || d.totalBytes >= EXACT) return false;
+  }
+  for (let i = 0; i < c.gpuMemoryUsedMib.length; i++) if (c.gpuMemoryUsedMib[i] >= MAX_EXACT_MIB) return false;
+  return true;
 }
 
 /**
- * A compact heartbeat merged into packed stats without unpacking them: the
- * bytes of what it does not change (each GPU's index, UUID, name and total;
- * the collectors) are copied, the rest written anew, so a heartbeat costs one
- * pass over some 350 bytes and no object per GPU. Gives what
- * packStats(merge of unpackStats(p)) gives, byte for byte. Throws (before
- * anything changed) what the merge throws: `overTotal` names the GPU whose
- * memory in use exceeds its total.
+ * Merges a compact heartbeat into the hot values in place. False (nothing
+ * changed) when it must go the slow way; throws, before changing anything,
+ * what the merge throws for values that do not fit the inventory.
  */
-export function mergeCompactPacked(
-  p: PackedStats,
+export function mergeHot(
+  h: HotStats,
   v: PlainValues,
   c: GpuValues,
+  collectors: number,
   overTotal: (gpuIndex: number) => Error,
   countMismatch: (values: number, gpus: number) => Error,
-): PackedStats {
-  if (scratch.length < p.length) scratch = Buffer.allocUnsafe(Math.max(p.length, scratch.length * 2));
-  scratch.write(p, 0, 'latin1');
-  const r = new Reader(scratch);
-  const nGpus = r.varint();
-  const nOldDisks = r.varint(); // replaced by the heartbeat's
-  const nCollectors = r.varint();
-  if (c.gpuMemoryUsedMib.length !== nGpus) throw countMismatch(c.gpuMemoryUsedMib.length, nGpus);
-  const oldFlags = r.byte();
-  skipBig(r);
-  skipBig(r);
-  if (oldFlags & F_LOAD) r.pos += 8;
-  if (oldFlags & F_P50) r.pos += 8;
-  if (oldFlags & F_P95) r.pos += 8;
-  if (oldFlags & F_P99) r.pos += 8;
-  const w = writer;
-  w.pos = 0;
-  w.varint(nGpus);
-  w.varint(v.disks.length);
-  w.varint(nCollectors);
-  const flags =
-    (v.load1 !== 0 ? F_LOAD : 0) |
-    (v.probeLatencyP50Seconds !== undefined ? F_P50 : 0) |
-    (v.probeLatencyP95Seconds !== undefined ? F_P95 : 0) |
-    (v.probeLatencyP99Seconds !== undefined ? F_P99 : 0);
-  w.byte(flags);
-  w.big(v.memoryUsedBytes);
-  w.big(v.memoryTotalBytes);
-  if (flags & F_LOAD) w.double(v.load1);
-  if (flags & F_P50) w.double(v.probeLatencyP50Seconds!);
-  if (flags & F_P95) w.double(v.probeLatencyP95Seconds!);
-  if (flags & F_P99) w.double(v.probeLatencyP99Seconds!);
+): boolean {
+  if (!hotTakes(h, v, c, collectors)) return false;
+  const a = h.v;
+  const n = h.gpus;
+  if (c.gpuMemoryUsedMib.length !== n) throw countMismatch(c.gpuMemoryUsedMib.length, n);
+  for (let i = 0; i < n; i++) {
+    const total = a[GPU_AT + 5 * i + 1];
+    if (total !== 0 && Number(c.gpuMemoryUsedMib[i]) * MIB_NUM > total) throw overTotal(a[GPU_AT + 5 * i]);
+  }
+  a[0] = Number(v.memoryUsedBytes);
+  a[1] = Number(v.memoryTotalBytes);
+  a[2] = v.load1;
+  a[3] = v.probeLatencyP50Seconds ?? NaN;
+  a[4] = v.probeLatencyP95Seconds ?? NaN;
+  a[5] = v.probeLatencyP99Seconds ?? NaN;
   const util = c.gpuUtilizationPercent.length > 0;
   const temp = c.gpuTemperatureCelsius.length > 0;
-  for (let i = 0; i < nGpus; i++) {
-    // index, uuid and name as they are
-    const start = r.pos;
-    const index = r.varint();
-    skipString(r);
-    skipString(r);
-    w.reserve(r.pos - start);
-    scratch.copy(w.buf, w.pos, start, r.pos);
-    w.pos += r.pos - start;
-    skipBig(r); // the memory used it replaces
-    const totalAt = r.pos;
-    // In doubles while both are exact (the usual case: a varint of at most
-    // 7 bytes, memory below 2^33 MiB); Number(bigint) once per GPU.
-    const mib = c.gpuMemoryUsedMib[i];
-    if (mib < MAX_EXACT_MIB && varintBytes(scratch, r.pos) <= 7) {
-      const total = r.varint();
-      const used = Number(mib) * MIB_NUM;
-      if (total !== 0 && used > total) throw overTotal(index);
-      w.varint(used);
-    } else {
-      const total = r.big();
-      const used = mib * MIB;
-      if (total !== 0n && used > total) throw overTotal(index);
-      w.big(used);
-    }
-    w.reserve(r.pos - totalAt);
-    scratch.copy(w.buf, w.pos, totalAt, r.pos);
-    w.pos += r.pos - totalAt;
-    // the old utilisation and temperature, skipped
-    const f = r.byte();
-    if (f & G_UTIL_PERCENT) r.pos += 1;
-    else if (f & G_UTIL_DOUBLE) r.pos += 8;
-    if (f & G_TEMP_INT) r.varint();
-    else if (f & G_TEMP_DOUBLE) r.pos += 8;
-    // the new ones, as writeGpu writes them
-    let gf = 0;
-    const k = util ? c.gpuUtilizationPercent[i] : -1;
-    const t = temp ? c.gpuTemperatureCelsius[i] : 0;
-    if (util) gf |= G_UTIL_PERCENT;
-    if (temp) gf |= G_TEMP_INT;
-    w.byte(gf);
-    if (util) w.byte(k);
-    if (temp) w.varint(t < 0 ? -2 * t - 1 : 2 * t);
+  for (let i = 0; i < n; i++) {
+    const at = GPU_AT + 5 * i;
+    a[at + 2] = Number(c.gpuMemoryUsedMib[i]) * MIB_NUM;
+    a[at + 3] = util ? c.gpuUtilizationPercent[i] / 100 : NaN;
+    a[at + 4] = temp ? c.gpuTemperatureCelsius[i] : NaN;
   }
-  // the old disks, skipped; the heartbeat's written
-  for (let i = 0; i < nOldDisks; i++) {
-    skipString(r);
-    skipBig(r);
-    skipBig(r);
+  const disksAt = GPU_AT + 5 * n;
+  for (let j = 0; j < v.disks.length; j++) {
+    a[disksAt + 2 * j] = Number(v.disks[j].freeBytes);
+    a[disksAt + 2 * j + 1] = Number(v.disks[j].totalBytes);
   }
-  for (const d of v.disks) writeDisk(w, d);
-  // the collectors as they are
-  w.reserve(p.length - r.pos);
-  scratch.copy(w.buf, w.pos, r.pos, p.length);
-  w.pos += p.length - r.pos;
-  return w.buf.toString('latin1', 0, w.pos) as PackedStats;
+  return true;
+}
+
+const absentIfNaN = (x: number): number | undefined => (Number.isNaN(x) ? undefined : x);
+
+/** Unpacked stats with the hot values laid over them: what the last heartbeat said. */
+export function unpackHeld(p: PackedStats, h: HotStats | null | undefined): LiveStats {
+  const s = unpackStats(p);
+  if (!h) return s;
+  const a = h.v;
+  s.memoryUsedBytes = BigInt(a[0]);
+  s.memoryTotalBytes = BigInt(a[1]);
+  // The packed form keeps no -0 for load1 (protobuf's default reads back as 0): neither do these.
+  s.load1 = a[2] === 0 ? 0 : a[2];
+  s.probeLatencyP50Seconds = absentIfNaN(a[3]);
+  s.probeLatencyP95Seconds = absentIfNaN(a[4]);
+  s.probeLatencyP99Seconds = absentIfNaN(a[5]);
+  if (s.probeLatencyP50Seconds === undefined) delete s.probeLatencyP50Seconds;
+  if (s.probeLatencyP95Seconds === undefined) delete s.probeLatencyP95Seconds;
+  if (s.probeLatencyP99Seconds === undefined) delete s.probeLatencyP99Seconds;
+  for (let i = 0; i < h.gpus; i++) {
+    const g = s.gpus[i];
+    const at = GPU_AT + 5 * i;
+    g.memoryUsedBytes = BigInt(a[at + 2]);
+    const u = absentIfNaN(a[at + 3]);
+    const t = absentIfNaN(a[at + 4]);
+    if (u === undefined) delete g.utilization;
+    else g.utilization = u;
+    if (t === undefined) delete g.temperatureCelsius;
+    else g.temperatureCelsius = t;
+  }
+  const disksAt = GPU_AT + 5 * h.gpus;
+  s.disks = h.disks.map((path, j) => ({ $typeName: 'hive.v1.DiskStats', path, freeBytes: BigInt(a[disksAt + 2 * j]), totalBytes: BigInt(a[disksAt + 2 * j + 1]) }));
+  return s;
 }

@@ -15,7 +15,7 @@ import type { SharedLive } from './live-state.js';
 import type { StoredWorker, WorkerSnapshot } from './store/store.js';
 import { encodeWorkerStats } from './stats-codec.js';
 import { mergeStats } from './live-stats.js';
-import { unpackStats, type PackedStats } from './packed-stats.js';
+import { unpackHeld, type HotStats, type PackedStats } from './packed-stats.js';
 
 /** A worker as the hive holds it in memory (plain fields, cheap to update per heartbeat). */
 export interface LiveWorker {
@@ -35,6 +35,8 @@ export interface LiveWorker {
    * fleet's stats are held and seldom read. lastBeatOf() unpacks them.
    */
   beat: PackedStats | null;
+  /** What compact heartbeats changed since `beat` was packed, in place (hive/packed-stats.ts); absent until the first. */
+  hot?: HotStats | null;
   /**
    * A newer heartbeat heard from another replica, still encoded (protobuf,
    * base64): merged into lastBeat on first read, or when the next arrives.
@@ -86,7 +88,7 @@ export function lastBeatOf(w: LiveWorker): LiveStats | null {
       // Not decodable or not mergeable (another version?): the previous stats stand.
     }
   }
-  return w.beat === null ? null : unpackStats(w.beat);
+  return w.beat === null ? null : unpackHeld(w.beat, w.hot);
 }
 
 /** The stats loaded from the store, decoded (a fresh message each call). */
@@ -174,7 +176,7 @@ export function fromStored(s: StoredWorker): LiveWorker {
 export function snapshotOf(w: LiveWorker): WorkerSnapshot {
   // Every flush encodes every heartbeating worker: the hand-written encoder
   // writes the same bytes as toBinary at a fraction of the cost.
-  const stats = w.beat !== null ? encodeWorkerStats(unpackStats(w.beat)) : w.storedStats;
+  const stats = w.beat !== null ? encodeWorkerStats(unpackHeld(w.beat, w.hot)) : w.storedStats;
   return {
     workerId: w.workerId,
     lastSeen: w.lastSeen ?? w.registeredAt,
