@@ -71,9 +71,11 @@ function checkPeer(ctx: HandlerContext, p: Principal, req: unknown): void {
     throw permissionDenied(`the client certificate does not name worker "${workerId ?? ''}"`);
 }
 
+const overLimit = (limiter: RateLimiter, p: Principal) => resourceExhausted(`rate limit of this token exceeded; retry in ${limiter.retryAfterMs(p.tokenId)} ms`);
+
 function charge(limiter: RateLimiter | undefined, p: Principal): void {
   if (!limiter || !LIMITED.has(p.scope)) return;
-  if (!limiter.take(p.tokenId)) throw resourceExhausted(`rate limit of this token exceeded; retry in ${limiter.retryAfterMs(p.tokenId)} ms`);
+  if (!limiter.take(p.tokenId)) throw overLimit(limiter, p);
 }
 
 export function guardService<S extends DescService>(service: S, impl: ServiceImpl<S>, opts: GuardOptions): ServiceImpl<S> {
@@ -104,14 +106,14 @@ export function guardService<S extends DescService>(service: S, impl: ServiceImp
     // the request stream reaches it as the transport made it (the grpc-js
     // port hands over a queue it consumes without a promise per message).
     const meter = (ctx: HandlerContext, p: Principal | undefined): void => {
-      if (!p || !opts.limiter || !LIMITED.has(p.scope)) return;
+      const limiter = opts.limiter;
+      if (!p || !limiter || !LIMITED.has(p.scope)) return;
+      const take = limiter.meterFor(p.tokenId);
       ctx.values.set(meterKey, () => {
-        try {
-          charge(opts.limiter, p);
-        } catch (err) {
-          opts.onRejected?.(method.name, err);
-          throw err;
-        }
+        if (take()) return;
+        const err = overLimit(limiter, p);
+        opts.onRejected?.(method.name, err);
+        throw err;
       });
     };
     const fail = (err: unknown) => toConnectError(err, opts.log, fullName);

@@ -93,13 +93,22 @@ export type HiveMetrics = ReturnType<typeof createHiveMetrics>;
 export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | undefined, options: HiveMetricsOptions = {}) {
   registerProcessMetrics(prom);
   const clock = options.clock ?? systemClock;
-  const heartbeats = new Counter({
+  // Counted in plain numbers on the heartbeat path, handed to prom-client
+  // when it collects (every scrape): a counter's inc() hashes its labels.
+  const pending = Object.fromEntries(HEARTBEAT_RESULTS.map((r) => [r, 0])) as Record<HeartbeatResult, number>;
+  const heartbeats: Counter<'result'> = new Counter({
     name: 'hive_heartbeats_received_total',
     help: 'Heartbeats received, by result (ok, unauthenticated, denied, invalid, replay, not_found, limited, error).',
     labelNames: ['result'],
     registers: [prom],
+    collect() {
+      for (const r of HEARTBEAT_RESULTS) {
+        if (pending[r] === 0) continue;
+        byResult[r].inc(pending[r]);
+        pending[r] = 0;
+      }
+    },
   });
-  // Children bound once: the heartbeat path allocates no label objects.
   const byResult = Object.fromEntries(HEARTBEAT_RESULTS.map((r) => [r, heartbeats.labels(r)])) as Record<HeartbeatResult, ReturnType<typeof heartbeats.labels>>;
   for (const r of HEARTBEAT_RESULTS) byResult[r].inc(0);
   const handling = new Histogram({
@@ -197,7 +206,7 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
      * latency histogram towards zero.
      */
     heartbeat(result: HeartbeatResult, seconds?: number): void {
-      byResult[result].inc();
+      pending[result]++;
       if (seconds !== undefined) handled.observe(seconds);
     },
     stream(delta: number): void {

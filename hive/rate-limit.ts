@@ -14,6 +14,8 @@ export const RATE_DEFAULTS = {
 } as const;
 
 export class TokenBucket {
+  /** Forgotten by the limiter's sweep: a holder must ask the limiter for the key's bucket again. */
+  swept = false;
   private tokens: number;
   private at: number;
 
@@ -57,6 +59,8 @@ export class TokenBucket {
 export interface RateLimiter {
   /** Admits one request of the caller; false: over its limit. */
   take(key: string): boolean;
+  /** take() for one key, for a caller that charges it per message (a stream): the bucket is looked up once, not per message. */
+  meterFor(key: string): () => boolean;
   /** Milliseconds until the caller may try again (0 when it may now). */
   retryAfterMs(key: string): number;
   /** Callers currently tracked (full buckets are forgotten on sweep). */
@@ -82,25 +86,41 @@ export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
   // them per request.
   let nextSweep = sweepAt;
   const burst = Math.max(1, o.burst);
-  if (o.perSecond <= 0) return { take: () => true, retryAfterMs: () => 0, size: () => 0 };
+  if (o.perSecond <= 0) return { take: () => true, meterFor: () => () => true, retryAfterMs: () => 0, size: () => 0 };
 
   function sweep(now: number): void {
-    for (const [k, b] of buckets) if (b.full(now)) buckets.delete(k);
+    for (const [k, b] of buckets) {
+      if (!b.full(now)) continue;
+      b.swept = true;
+      buckets.delete(k);
+    }
+  }
+
+  function bucketOf(key: string, now: number): TokenBucket {
+    let b = buckets.get(key);
+    if (!b) {
+      if (buckets.size >= nextSweep) {
+        sweep(now);
+        nextSweep = Math.max(sweepAt, 2 * buckets.size);
+      }
+      b = new TokenBucket(o.perSecond, burst, now);
+      buckets.set(key, b);
+    }
+    return b;
   }
 
   return {
     take(key) {
       const now = o.clock.now();
-      let b = buckets.get(key);
-      if (!b) {
-        if (buckets.size >= nextSweep) {
-          sweep(now);
-          nextSweep = Math.max(sweepAt, 2 * buckets.size);
-        }
-        b = new TokenBucket(o.perSecond, burst, now);
-        buckets.set(key, b);
-      }
-      return b.take(now);
+      return bucketOf(key, now).take(now);
+    },
+    meterFor(key) {
+      let b: TokenBucket | undefined;
+      return () => {
+        const now = o.clock.now();
+        if (b === undefined || b.swept) b = bucketOf(key, now);
+        return b.take(now);
+      };
     },
     retryAfterMs(key) {
       return buckets.get(key)?.waitMs(o.clock.now()) ?? 0;

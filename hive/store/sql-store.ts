@@ -211,26 +211,16 @@ async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
   );
 }
 
-/**
- * A state change and its events in one statement (a data-modifying CTE is
- * atomic like a transaction): one round trip, where BEGIN, UPDATE, INSERT
- * and COMMIT took four. A stale mark waits for it, and a busy hive spends
- * an event-loop turn on each round trip.
- */
 async function transitionWorker(db: Db, s: WorkerSnapshot & { state: StateCode; stateSince: number }, events: EventRow[]): Promise<EventRow[]> {
-  const { rows } = await db.query<{ event_id: string | number | bigint }>(
-    `WITH changed AS (
-       UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
+  return db.transaction(async (tx) => {
+    await tx.query(
+      `UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
          session_id = $6, status = $7, status_detail = $8, stats = $9::bytea
-       WHERE worker_id = $1
-     )
-     INSERT INTO events (worker_id, at, kind, from_state, to_state, actor, reason)
-     SELECT * FROM unnest($10::text[], $11::timestamptz[], $12::text[], $13::smallint[], $14::smallint[],
-       $15::text[], $16::text[])
-     RETURNING event_id`,
-    [s.workerId, s.state, iso(s.stateSince), iso(s.lastSeen), s.lastSeq.toString(), s.sessionId, s.status, s.statusDetail, s.stats, ...eventColumns(events)],
-  );
-  return withEventIds(events, rows);
+       WHERE worker_id = $1`,
+      [s.workerId, s.state, iso(s.stateSince), iso(s.lastSeen), s.lastSeq.toString(), s.sessionId, s.status, s.statusDetail, s.stats],
+    );
+    return insertEvents(tx, events);
+  });
 }
 
 const FLUSH_SQL = `

@@ -66,6 +66,24 @@ describe('createRateLimiter', () => {
     expect(l.size()).toBe(4);
   });
 
+  it('meters a stream from the same bucket as the key\'s other requests, across a sweep', async () => {
+    const clock = new ManualClock(0);
+    const l = createRateLimiter({ clock, perSecond: 1, burst: 2, sweepAt: 2 });
+    const stream = l.meterFor('t');
+    expect(stream()).toBe(true);
+    expect(l.take('t')).toBe(true); // one bucket: the stream's charge counts here
+    expect(stream()).toBe(false);
+    await clock.advance(10_000); // full again
+    l.take('u');
+    l.take('v'); // the sweep forgets the full bucket of t
+    expect(l.size()).toBe(2);
+    // The stream's next charge lands in t's new bucket, shared with t's requests.
+    expect(stream()).toBe(true);
+    expect(l.take('t')).toBe(true);
+    expect(l.take('t')).toBe(false);
+    expect(stream()).toBe(false);
+  });
+
   it('is off at rate 0', () => {
     const l = createRateLimiter({ clock: new ManualClock(0), perSecond: 0, burst: 0 });
     for (let i = 0; i < 1000; i++) expect(l.take('x')).toBe(true);
