@@ -1,5 +1,6 @@
 import type { CollectorStatus, DiskStats, GpuStats } from '../gen/hive/v1/registry_pb.js';
 import type { LiveStats } from './worker.js';
+import { ByteWriter } from './byte-writer.js';
 
 // A worker's last reported stats, packed into one string of byte values
 // (one byte a character). The hive holds the stats of every worker of the
@@ -61,32 +62,7 @@ function internId(s: string): number | undefined {
 }
 
 /** Bytes written into one scratch buffer (grown on demand), then copied once into the packed string. */
-class Writer {
-  buf = Buffer.allocUnsafe(4096);
-  pos = 0;
-
-  reserve(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  byte(v: number): void {
-    this.reserve(1);
-    this.buf[this.pos++] = v;
-  }
-
-  varint(v: number): void {
-    this.reserve(10);
-    const b = this.buf;
-    while (v >= 0x80) {
-      b[this.pos++] = (v % 128) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    b[this.pos++] = v;
-  }
-
+class Writer extends ByteWriter {
   big(v: bigint): void {
     if (v <= MAX_SAFE) return this.varint(Number(v));
     this.reserve(10);
@@ -95,12 +71,6 @@ class Writer {
       v >>= 7n;
     }
     this.buf[this.pos++] = Number(v);
-  }
-
-  double(v: number): void {
-    this.reserve(8);
-    this.buf.writeDoubleLE(v, this.pos);
-    this.pos += 8;
   }
 
   /** A string repeated across a fleet: interned while the table has room. */
@@ -182,7 +152,7 @@ class Reader {
   }
 }
 
-const writer = new Writer();
+const writer = new Writer(4096);
 let scratch = Buffer.allocUnsafe(4096);
 
 /** A whole percent as utilisation (k / 100) is written as k; anything else as a double. */

@@ -1,6 +1,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import type { Duration, Timestamp } from '@bufbuild/protobuf/wkt';
 import { WorkerSchema, type Worker, type WatchWorkersResponse } from '../gen/hive/v1/registry_pb.js';
+import { ByteWriter } from './byte-writer.js';
 import { varintSize, writeVarint } from './varint.js';
 
 // WatchWorkers batches without stats (what the monitor asks for), encoded by
@@ -20,35 +21,13 @@ const LEN_RESERVE = 5;
 /** Thrown to leave the fast path; never escapes. */
 const BAIL: unique symbol = Symbol('bail');
 
-class Writer {
-  buf = Buffer.allocUnsafe(64 * 1024);
-  pos = 0;
-
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  /** A tag or any varint below 2^53. */
-  varint(v: number): void {
-    this.ensure(8);
-    this.pos = writeVarint(this.buf, this.pos, v);
-  }
-
-  raw(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
-  }
-
+class Writer extends ByteWriter {
   string(field: number, s: string): void {
     if (s === '') return;
     const n = Buffer.byteLength(s);
     this.varint((field << 3) | 2);
     this.varint(n);
-    this.ensure(n);
+    this.reserve(n);
     this.pos += this.buf.write(s, this.pos);
   }
 
@@ -93,7 +72,7 @@ class Writer {
   /** Starts a length-delimited field; returns where its reserved length is. */
   open(field: number): number {
     this.varint((field << 3) | 2);
-    this.ensure(LEN_RESERVE);
+    this.reserve(LEN_RESERVE);
     const at = this.pos;
     this.pos += LEN_RESERVE;
     return at;
@@ -143,7 +122,7 @@ function writeWorker(o: Writer, w: Worker): void {
   o.string(18, w.dependsOnSelector);
 }
 
-const writer = new Writer();
+const writer = new Writer(64 * 1024);
 
 /** The bytes toBinary writes for a WatchWorkersResponse whose workers carry no stats; null for anything else. */
 export function encodeWatchWorkersResponse(m: WatchWorkersResponse): Buffer | null {
