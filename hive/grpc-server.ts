@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { keepWireBytes, onlyField1 } from './wire-bytes.js';
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from '../lib/logger.js';
 import { AsyncQueue } from './async-queue.js';

@@ -11,8 +11,9 @@ import type { LiveStats, LiveWorker } from './worker.js';
 // form: per-GPU values in inventory order and only the collectors that
 // failed or changed; it names the inventory it refers to. The worker holds
 // its stats packed (hive/packed-stats.ts): a full heartbeat is packed as it
-// is; a compact one is merged into the unpacked inventory, which is packed
-// again. What is unpacked for a merge dies young with the request.
+// is; a compact one is written in place into the worker's hot values beside
+// them, and only one that does not fit there (collector news, other disks,
+// numbers past 2^53) is merged into the unpacked stats, packed again.
 
 const MIB = 1024n * 1024n;
 

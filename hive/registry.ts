@@ -1,4 +1,3 @@
-import { create } from '@bufbuild/protobuf';
 import {
   TokenScope,
   WorkerChangeType,
