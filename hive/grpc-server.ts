@@ -111,24 +111,38 @@ function decodedStream<T>(call: grpc.ServerReadableStream<unknown, unknown> | gr
   return queue;
 }
 
-/** Resolves on the call's next 'drain' or the signal's abort, and leaves no listener behind. */
-function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    call.on('drain', done);
-    signal.addEventListener('abort', done);
-  });
-}
+/** Messages of a server stream handed to grpc-js and not yet written to the socket. */
+const STREAM_WRITES_IN_FLIGHT = 4;
 
+/**
+ * Writes what a handler yields, asking for the next message only while
+ * fewer than a few are waiting for the socket: a handler that coalesces
+ * (WatchWorkers) then sends what is newest when the connection can take
+ * it, instead of a queue of messages that were fresh when they were made,
+ * and a burst still goes out as several messages back to back.
+ */
 async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal) {
   if (out instanceof AsyncQueue) return writeQueue(call, out, signal);
+  let inFlight = 0;
+  let room: (() => void) | null = null;
+  const written = () => {
+    inFlight--;
+    room?.();
+  };
   for await (const msg of out) {
     if (signal.aborted) break;
-    if (!call.write(msg)) await drainOrAbort(call, signal);
+    inFlight++;
+    call.write(msg, written);
+    if (inFlight < STREAM_WRITES_IN_FLIGHT) continue;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        room = null;
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      room = done;
+      signal.addEventListener('abort', done);
+    });
   }
 }
 

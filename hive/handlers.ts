@@ -74,7 +74,15 @@ function watchFilter(states: WorkerState[], selector: string): WatchFilter | nul
   return { states: states.length ? new Set(states) : null, selector: parseSelector(selector) };
 }
 
+/**
+ * Changes per WatchWorkers message: about 0.5 MB either way (a worker with
+ * its stats is ~1 KB, without them ~100 B), under the 4 MB that gRPC
+ * clients accept by default. Liveness-only watchers (the monitor) get
+ * 1000 a message: one message a turn keeps up with 10^4 heartbeats a
+ * second, and the watcher decodes each in a few milliseconds.
+ */
 const WATCH_BATCH = 500;
+export const WATCH_BATCH_LIVENESS = 1000;
 const TOKEN_ID = /^tok_[0-9a-f]{16}$/;
 
 export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof RegistryService> {
@@ -261,6 +269,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const filter = watchFilter(req.states, req.labelSelector);
       const sub = registry.hub.subscribe(filter);
       const view = { omitStats: req.omitStats };
+      const batch = req.omitStats ? WATCH_BATCH_LIVENESS : WATCH_BATCH;
       const startedAt = msToTimestamp(registry.startedAt);
       const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => ({
         $typeName: 'hive.v1.WatchWorkersResponse',
@@ -273,9 +282,9 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         // Snapshot first: everything matching now, in batches; then changes.
         const snapshot = [...registry.workers.values()].filter((w) => sub.matches(w));
         for (const w of snapshot) sub.markVisible(w.workerId);
-        for (let i = 0; i < snapshot.length || i === 0; i += WATCH_BATCH) {
-          const part = snapshot.slice(i, i + WATCH_BATCH);
-          const last = i + WATCH_BATCH >= snapshot.length;
+        for (let i = 0; i < snapshot.length || i === 0; i += batch) {
+          const part = snapshot.slice(i, i + batch);
+          const last = i + batch >= snapshot.length;
           yield msg(
             part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w, view) })),
             last,
@@ -283,7 +292,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         }
         while (!ctx.signal.aborted && !sub.closed) {
           await sub.waitForChanges(ctx.signal);
-          const changes = sub.take(WATCH_BATCH);
+          const changes = sub.take(batch);
           if (changes.length === 0) continue;
           yield msg(
             changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker, view) })),

@@ -72,12 +72,15 @@ export class Subscription {
     this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state });
     const wake = this.wake;
     if (wake) {
+      // The watcher wakes once the I/O of this turn of the event loop is
+      // handled: what the other sockets bring in the same turn goes out in
+      // the same message, not one message per heartbeat.
       this.wake = null;
-      wake();
+      setImmediate(wake);
     }
   }
 
-  /** Resolves when there is something pending or the subscription closed. */
+  /** Resolves when there is something pending (and the event loop's turn that brought it has ended) or the subscription closed. */
   waitForChanges(signal: AbortSignal): Promise<void> {
     if (this.pending.size > 0 || this.closed || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {

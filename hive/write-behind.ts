@@ -5,8 +5,11 @@ import type { Store, WorkerSnapshot } from './store/store.js';
 
 // Heartbeats cost no synchronous database write: they mark the worker
 // dirty, and this flusher writes the latest snapshot of every dirty worker
-// in one statement every interval. A failed flush keeps the workers dirty,
-// so the next one retries with their then-latest state.
+// every interval, a chunk per statement. Each chunk is snapshotted just
+// before it is written, so a flush of a large fleet never holds the event
+// loop longer than one chunk's encoding. A failed flush keeps the workers
+// it did not write dirty, so the next one retries with their then-latest
+// state.
 
 export interface WriteBehindStats {
   lastBatchSize: number;
@@ -40,11 +43,14 @@ export function createWriteBehind(deps: {
   log: Logger;
   snapshot: (workerId: string) => WorkerSnapshot | undefined;
   intervalMs?: number;
+  /** Workers snapshotted and written together; default 1000. */
+  chunkSize?: number;
   onFlush?: (size: number, seconds: number, ok: boolean) => void;
   maxOutbox?: number;
 }): WriteBehind {
   const intervalMs = deps.intervalMs ?? 2000;
   const maxOutbox = deps.maxOutbox ?? 100_000;
+  const chunkSize = deps.chunkSize ?? 1000;
   const outbox: Array<() => Promise<unknown>> = [];
   let dirty = new Set<string>();
   let flushing: Promise<void> | null = null;
@@ -66,23 +72,27 @@ export function createWriteBehind(deps: {
   async function flushOnce(): Promise<void> {
     if (!(await drainOutbox())) return;
     if (dirty.size === 0) return;
-    const ids = dirty;
+    const ids = [...dirty];
     dirty = new Set();
-    const batch: WorkerSnapshot[] = [];
-    for (const id of ids) {
-      const s = deps.snapshot(id);
-      if (s) batch.push(s);
-    }
     const started = deps.clock.now();
+    let written = 0;
     try {
-      await deps.store.flushSnapshots(batch);
-      stats.lastBatchSize = batch.length;
+      for (let i = 0; i < ids.length; i += chunkSize) {
+        const batch: WorkerSnapshot[] = [];
+        for (let j = i; j < Math.min(i + chunkSize, ids.length); j++) {
+          const s = deps.snapshot(ids[j]);
+          if (s) batch.push(s);
+        }
+        await deps.store.flushSnapshots(batch);
+        written = i + chunkSize;
+      }
+      stats.lastBatchSize = ids.length;
       stats.lastFlushSeconds = (deps.clock.now() - started) / 1000;
-      deps.onFlush?.(batch.length, stats.lastFlushSeconds, true);
+      deps.onFlush?.(ids.length, stats.lastFlushSeconds, true);
     } catch (err) {
       stats.failures++;
-      for (const id of ids) dirty.add(id);
-      deps.onFlush?.(batch.length, (deps.clock.now() - started) / 1000, false);
+      for (let i = written; i < ids.length; i++) dirty.add(ids[i]);
+      deps.onFlush?.(ids.length, (deps.clock.now() - started) / 1000, false);
       deps.log.warn({ err, backlog: dirty.size }, 'write-behind flush failed; will retry');
     }
   }

@@ -21,13 +21,21 @@ export interface DueLoopOptions {
   batch?: number;
 }
 
+/** Why the loop is parked, which decides what a poke must wake it for. */
+type Parked = 'disabled' | 'empty' | 'full' | 'sleeping';
+
+/** The abort reason of a wake: a constant, so a wake builds no DOMException. */
+const WOKEN = Symbol('woken');
+
 export class DueLoop {
   private readonly o: DueLoopOptions;
   private readonly now: () => number;
   private stopped = false;
   private enabled = true;
   private loop: Promise<void> | null = null;
-  private wakeCtl: AbortController | null = null;
+  /** Ends the current park; null while the loop runs. */
+  private wake: (() => void) | null = null;
+  private parked: Parked | null = null;
   /** The deadline the loop sleeps towards; null while parked with nothing to wait for. */
   private sleepingUntil: number | null = null;
 
@@ -43,43 +51,56 @@ export class DueLoop {
   /** Stops the loop and waits for it; idempotent. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wakeCtl?.abort();
+    this.wake?.();
     await this.loop;
   }
 
   /** While disabled nothing is handed out; deadlines keep their places. */
   setEnabled(on: boolean): void {
     this.enabled = on;
-    this.wakeCtl?.abort();
+    this.wake?.();
   }
 
   /**
-   * Tells the loop the queue changed. It wakes only when that matters: the
-   * head is now earlier than what it sleeps towards, or it was parked.
+   * Tells the loop the queue changed or a slot freed up. It wakes only when
+   * that matters: the head is now earlier than what it sleeps towards, an
+   * empty queue got an entry, or a full loop got room. (Called for every
+   * change the watch brings: a wake that finds nothing to do is not free.)
    */
   poke(): void {
-    if (!this.wakeCtl) return;
-    if (this.sleepingUntil === null) {
-      this.wakeCtl.abort();
-      return;
+    if (!this.wake) return;
+    switch (this.parked) {
+      case 'disabled':
+        return;
+      case 'empty':
+        if (this.o.queue.peek()) this.wake();
+        return;
+      case 'full':
+        if ((this.o.capacity?.() ?? 1) > 0) this.wake();
+        return;
+      case 'sleeping': {
+        const head = this.o.queue.peek();
+        if (head && this.sleepingUntil !== null && head.at < this.sleepingUntil) this.wake();
+        return;
+      }
     }
-    const head = this.o.queue.peek();
-    if (head && head.at < this.sleepingUntil) this.wakeCtl.abort();
   }
 
-  private async park(ms: number | null): Promise<void> {
-    const ctl = new AbortController();
-    this.wakeCtl = ctl;
+  private async park(why: Parked, ms: number | null): Promise<void> {
+    this.parked = why;
     try {
       if (ms === null) {
-        await new Promise<void>((resolve) => ctl.signal.addEventListener('abort', () => resolve(), { once: true }));
+        await new Promise<void>((resolve) => (this.wake = resolve));
       } else {
+        const ctl = new AbortController();
+        this.wake = () => ctl.abort(WOKEN);
         await this.o.clock.sleep(ms, ctl.signal);
       }
     } catch {
       /* woken */
     } finally {
-      this.wakeCtl = null;
+      this.wake = null;
+      this.parked = null;
       this.sleepingUntil = null;
     }
   }
@@ -89,18 +110,18 @@ export class DueLoop {
     while (!this.stopped) {
       const head = this.o.queue.peek();
       if (!this.enabled || !head) {
-        await this.park(null);
+        await this.park(this.enabled ? 'empty' : 'disabled', null);
         continue;
       }
       const now = this.now();
       if (head.at > now) {
         this.sleepingUntil = head.at;
-        await this.park(head.at - now);
+        await this.park('sleeping', head.at - now);
         continue;
       }
       const room = Math.min(batch, this.o.capacity?.() ?? Infinity);
       if (room <= 0) {
-        await this.park(null);
+        await this.park('full', null);
         continue;
       }
       const due = this.o.queue.popDue(now, room);

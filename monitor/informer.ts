@@ -1,5 +1,6 @@
 import { WorkerChangeType, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 import { fullJitterBackoffMs } from '../lib/backoff.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Clock } from '../lib/clock.js';
 import { timestampToMs } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
@@ -153,6 +154,9 @@ export function createInformer(deps: InformerDeps) {
           if (c.type === WorkerChangeType.REMOVED) drop(c.worker.workerId);
           else put(c.worker);
         }
+        // Messages that came in one read are handed over back to back: let
+        // the timers that are due (stale deadlines) run between them.
+        await yieldToEventLoop();
       }
       if (!stopCtl.signal.aborted) log.warn('watch stream ended by the hive; reconnecting');
     } finally {

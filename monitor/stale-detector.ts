@@ -75,7 +75,10 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
   const observed = new Map<string, Observed>();
   const inFlight = new Map<string, Observed>();
   const retries = new Map<string, number>();
-  const maxInFlight = deps.maxInFlight ?? 64;
+  // A rack going silent is a burst of marks; the hive commits those that
+  // meet on the way in one transaction, so they are sent together rather
+  // than queued here behind each other's commits.
+  const maxInFlight = deps.maxInFlight ?? 1024;
   let graceBase = -Infinity;
   let promotedAt = -Infinity;
 

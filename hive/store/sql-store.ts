@@ -4,6 +4,7 @@
 // uint64 in numeric(20,0) (sent and read as text); event ids are bigint.
 
 import type { Db } from './db.js';
+import { groupCommit } from './group-commit.js';
 import { getHealthCheck, listHealthChecks, saveHealthCheck } from './health-check-sql.js';
 import { migrate } from './migrate.js';
 import { deleteSchedule, getSchedule, listSchedules, putSchedule } from './schedule-sql.js';
@@ -23,9 +24,12 @@ import type {
 const WORKER_SCOPE = 3;
 
 /** Rows per statement in flushSnapshots; bounds the size of one bind message. */
-export const FLUSH_CHUNK_ROWS = 5_000;
+export const FLUSH_CHUNK_ROWS = 1_000;
 
 export function createSqlStore(db: Db): Store {
+  // State transitions come in bursts (a rack goes silent, a hive restarts):
+  // those that meet on the way to the database share one transaction.
+  const transition = groupCommit((batch: Transition[]) => transitionWorkers(db, batch), FLUSH_CHUNK_ROWS);
   return {
     migrate: async () => {
       await migrate(db);
@@ -48,7 +52,7 @@ export function createSqlStore(db: Db): Store {
         ]);
         return (await insertEvents(tx, [event]))[0];
       }),
-    transition: (snapshot, events) => transitionWorker(db, snapshot, events),
+    transition: (snapshot, events) => transition({ snapshot, events }),
     flushSnapshots: (snapshots) => flushSnapshots(db, snapshots),
     setPolicy: (workerId, policy, event) =>
       db.transaction(async (tx) => {
@@ -211,15 +215,40 @@ async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
   );
 }
 
-async function transitionWorker(db: Db, s: WorkerSnapshot & { state: StateCode; stateSince: number }, events: EventRow[]): Promise<EventRow[]> {
+type Transition = { snapshot: WorkerSnapshot & { state: StateCode; stateSince: number }; events: EventRow[] };
+
+const TRANSITION_SQL = `
+UPDATE workers AS w SET
+  state = s.state, state_since = s.state_since,
+  last_seen = s.last_seen, last_seq = s.last_seq, session_id = s.session_id,
+  status = s.status, status_detail = s.status_detail, stats = decode(s.stats_hex, 'hex')
+FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[], $5::numeric[], $6::text[], $7::smallint[], $8::text[], $9::text[])
+  AS s(worker_id, state, state_since, last_seen, last_seq, session_id, status, status_detail, stats_hex)
+WHERE w.worker_id = s.worker_id`;
+
+/**
+ * State transitions of many workers, each with its events, in one
+ * transaction of two statements. A worker moved twice in one batch keeps
+ * its last snapshot (one UPDATE ... FROM must not match a row twice); all
+ * events are kept, in order.
+ */
+async function transitionWorkers(db: Db, batch: Transition[]): Promise<EventRow[][]> {
+  const latest = [...new Map(batch.map((t) => [t.snapshot.workerId, t.snapshot])).values()];
   return db.transaction(async (tx) => {
-    await tx.query(
-      `UPDATE workers SET state = $2, state_since = $3, last_seen = $4, last_seq = $5::numeric,
-         session_id = $6, status = $7, status_detail = $8, stats = $9::bytea
-       WHERE worker_id = $1`,
-      [s.workerId, s.state, iso(s.stateSince), iso(s.lastSeen), s.lastSeq.toString(), s.sessionId, s.status, s.statusDetail, s.stats],
-    );
-    return insertEvents(tx, events);
+    await tx.query(TRANSITION_SQL, [
+      latest.map((s) => s.workerId),
+      latest.map((s) => s.state),
+      latest.map((s) => iso(s.stateSince)),
+      latest.map((s) => iso(s.lastSeen)),
+      latest.map((s) => s.lastSeq.toString()),
+      latest.map((s) => s.sessionId),
+      latest.map((s) => s.status),
+      latest.map((s) => s.statusDetail),
+      latest.map((s) => hexOrNull(s.stats)),
+    ]);
+    const rows = await insertEvents(tx, batch.flatMap((t) => t.events));
+    let at = 0;
+    return batch.map((t) => rows.slice(at, (at += t.events.length)));
   });
 }
 
@@ -235,13 +264,14 @@ async function flushSnapshots(db: Db, snapshots: WorkerSnapshot[]): Promise<void
   // One UPDATE ... FROM must not match a worker twice; the last snapshot
   // given for a worker is the newest.
   const latest = [...new Map(snapshots.map((s) => [s.workerId, s])).values()];
-  if (latest.length === 0) return;
-  if (latest.length <= FLUSH_CHUNK_ROWS) return flushChunk(db, latest);
-  await db.transaction(async (tx) => {
-    for (let i = 0; i < latest.length; i += FLUSH_CHUNK_ROWS) {
-      await flushChunk(tx, latest.slice(i, i + FLUSH_CHUNK_ROWS));
-    }
-  });
+  // Each chunk commits on its own: a snapshot is the latest of its worker
+  // whenever it lands, and a transaction over the whole flush would hold
+  // every row lock until the last chunk, stalling the state transitions
+  // (stale marks) that need one of those rows meanwhile. A failed chunk
+  // leaves the flush failed; the next one writes those workers again.
+  for (let i = 0; i < latest.length; i += FLUSH_CHUNK_ROWS) {
+    await flushChunk(db, latest.slice(i, i + FLUSH_CHUNK_ROWS));
+  }
 }
 
 async function flushChunk(db: Db, chunk: WorkerSnapshot[]): Promise<void> {

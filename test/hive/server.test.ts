@@ -15,6 +15,8 @@ import { startHive, type HiveHandle } from '../../hive/server.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { tempDir } from '../support/procs.js';
 import { createHiveApi } from '../../monitor/hive-client.js';
+import { WATCH_BATCH_LIVENESS } from '../../hive/handlers.js';
+import { workerPrincipal } from '../support/principals.js';
 
 // One in-process hive on PostgreSQL, reached over every transport it
 // serves: gRPC on the grpc-js port; Connect, gRPC-Web and gRPC on the HTTP
@@ -159,6 +161,34 @@ describe('hive transports', () => {
     const err = await client.listWorkers({}, auth('hive_read_not-a-real-token')).catch((e) => e as ConnectError);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).rawMessage).not.toContain('not-a-real-token');
+  });
+
+  it('a burst of heartbeats reaches a liveness watcher coalesced, in messages of at most the batch size, none lost', async () => {
+    const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    const n = 2 * WATCH_BATCH_LIVENESS + 100;
+    const ids = Array.from({ length: n }, (_, i) => `burst-${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < n; i += 100) {
+      await Promise.all(ids.slice(i, i + 100).map((workerId) => admin.registerWorker({ workerId, labels: { pool: 'burst' }, heartbeatInterval: msToDuration(1000) }, auth(hive.adminToken))));
+    }
+    const beat = (workerId: string, seq: bigint) => hive.registry.heartbeat(workerPrincipal(hive.registry, workerId), create(HeartbeatRequestSchema, { workerId, sessionId: 's', seq, status: 1 }));
+    await Promise.all(ids.map((id) => beat(id, 1n)));
+
+    const ctl = new AbortController();
+    const iter = createHiveApi(`127.0.0.1:${hive.grpcPort}`, hive.adminToken).watch(ctl.signal, 'pool=burst')[Symbol.asyncIterator]();
+    let msg = (await iter.next()).value!;
+    while (!msg.synced) msg = (await iter.next()).value!;
+    // One turn of the event loop: every worker heartbeats once more.
+    for (const id of ids) void beat(id, 2n);
+    const sizes: number[] = [];
+    const seen = new Map<string, bigint>();
+    while (seen.size < n) {
+      msg = (await iter.next()).value!;
+      sizes.push(msg.changes.length);
+      for (const c of msg.changes) seen.set(c.worker!.workerId, c.worker!.lastSeq);
+    }
+    ctl.abort();
+    expect(sizes).toEqual([WATCH_BATCH_LIVENESS, WATCH_BATCH_LIVENESS, 100]);
+    expect([...seen.values()].every((seq) => seq === 2n)).toBe(true);
   });
 
   it('WatchWorkers with omit_stats sends workers without stats, and the monitor watches that way', async () => {

@@ -267,7 +267,55 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       expect((await store.listEvents({ limit: 10 })).map((e) => e.kind)).toEqual(['registered']);
     });
 
-    it('flushSnapshots updates many workers in one call, in 5,000-row statements, ignoring unknown ids', async () => {
+    it('transitions that meet on the way share one transaction; each caller gets its own events, a worker moved twice ends in its last state', async () => {
+      for (const id of ['w-1', 'w-2', 'w-3']) await store.registerWorker(worker(id), null, false, event(id));
+      const counting = countingDb(h.db);
+      const grouped = createSqlStore(counting.db);
+      const move = (id: string, state: number, at: number, kind: string) =>
+        grouped.transition({ ...snapshot(id, { lastSeen: at, lastSeq: BigInt(at - T0) }), state, stateSince: at }, [
+          event(id, { at, kind, fromState: 2, toState: state, actor: 'monitor' }),
+        ]);
+      const [a, b, c, d] = await Promise.all([
+        move('w-1', 3, T0 + 1_000, 'marked_stale'),
+        move('w-2', 3, T0 + 2_000, 'marked_stale'),
+        move('w-1', 4, T0 + 3_000, 'restarting'),
+        move('w-3', 5, T0 + 4_000, 'gave_up'),
+      ]);
+
+      // One batch: the UPDATE and the event INSERT, not one transaction per call.
+      expect(counting.count()).toBe(2);
+      expect([a, b, c, d].map((evs) => evs.map((e) => [e.workerId, e.kind]))).toEqual([
+        [['w-1', 'marked_stale']],
+        [['w-2', 'marked_stale']],
+        [['w-1', 'restarting']],
+        [['w-3', 'gave_up']],
+      ]);
+      expect(a[0].eventId < b[0].eventId && b[0].eventId < c[0].eventId && c[0].eventId < d[0].eventId).toBe(true);
+      const byId = new Map((await store.loadWorkers()).map((w) => [w.workerId, w]));
+      expect([...byId.values()].map((w) => [w.workerId, w.state, w.stateSince])).toEqual([
+        ['w-1', 4, T0 + 3_000],
+        ['w-2', 3, T0 + 2_000],
+        ['w-3', 5, T0 + 4_000],
+      ]);
+      expect((await store.listEvents({ workerId: 'w-1', limit: 10 })).map((e) => e.kind)).toEqual(['restarting', 'marked_stale', 'registered']);
+    });
+
+    it('a batch of transitions that fails commits none of them, and the next batch is written on its own', async () => {
+      for (const id of ['w-1', 'w-2']) await store.registerWorker(worker(id), null, false, event(id));
+      const before = await store.loadWorkers();
+      const move = (id: string, actor: string) =>
+        store.transition({ ...snapshot(id), state: 3, stateSince: T0 + 1_000 }, [event(id, { at: T0 + 1_000, kind: 'marked_stale', actor })]);
+      // events.actor is NOT NULL: the second call's row fails the batch both are in.
+      const results = await Promise.allSettled([move('w-1', 'monitor'), move('w-2', null as unknown as string)]);
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      expect(await store.loadWorkers()).toEqual(before);
+
+      const [evs] = await Promise.all([move('w-1', 'monitor')]);
+      expect(evs.map((e) => e.kind)).toEqual(['marked_stale']);
+      expect((await store.loadWorkers()).find((w) => w.workerId === 'w-1')?.state).toBe(3);
+    });
+
+    it('flushSnapshots updates many workers in one call, in statements of FLUSH_CHUNK_ROWS rows, ignoring unknown ids', async () => {
       const n = 12_000;
       await h.db.query(
         `INSERT INTO workers (worker_id, interval_ms, registered_at, state, state_since)
