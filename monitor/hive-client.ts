@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { ControlService, type DefaultPolicy, type Silence } from '../gen/hive/v1/control_pb.js';
 import type { HealthCheckSchedule } from '../gen/hive/v1/health_check_pb.js';
 import { hiveBaseUrl, type ClientTls } from '../lib/tls-client.js';
@@ -44,20 +44,24 @@ export interface HiveApiOptions {
 
 export function createHiveApi(addr: string, token: string, opts: HiveApiOptions = {}): HiveApi {
   const baseUrl = hiveBaseUrl(addr, opts.tls);
-  const transport = createGrpcTransport({
-    baseUrl,
-    // The watch of every worker is a busy stream: wide HTTP/2 windows keep a
-    // saturated hive from making it wait a round trip per 64 KiB.
-    sessionManager: wideWindowSessionManager(
+  const nodeOptions = opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined;
+  const transport = (sessionManager?: Http2SessionManager) => createGrpcTransport({ baseUrl, sessionManager });
+  // The watch of every worker is a busy stream: wide HTTP/2 windows keep a
+  // saturated hive from making it wait a round trip per 64 KiB. It has a
+  // connection of its own: acting calls (a stale mark) never queue behind
+  // watch data, in either direction.
+  const watchTransport = transport(
+    wideWindowSessionManager(
       baseUrl,
       // Notice a dead connection without waiting for TCP; 15 s stays above
       // the hive's minimum ping interval (10 s).
       { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 },
-      opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined,
+      nodeOptions,
     ),
-  });
-  const registry: Client<typeof RegistryService> = createClient(RegistryService, transport);
-  const control: Client<typeof ControlService> = createClient(ControlService, transport);
+  );
+  const callTransport = transport(new Http2SessionManager(baseUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 }, nodeOptions));
+  const registry: Client<typeof RegistryService> = createClient(RegistryService, watchTransport);
+  const control: Client<typeof ControlService> = createClient(ControlService, callTransport);
   const headers = { authorization: `Bearer ${token}` };
   const timeoutMs = opts.callTimeoutMs ?? 10_000;
   const call = { headers, timeoutMs };
