@@ -28,7 +28,7 @@ import type { EventRow, Store, TokenRow } from './store/store.js';
 import { newTokenRow } from './tokens.js';
 import type { WatchFilter } from './watch-hub.js';
 import { checkString, checkWorkerId } from './validate.js';
-import { toWorkerMessage } from './worker.js';
+import { toHeartbeatDelta, toWorkerMessage } from './worker.js';
 
 // RegistryService handlers, written once and served by both transports.
 
@@ -295,7 +295,11 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
           const changes = sub.take(batch);
           if (changes.length === 0) continue;
           yield msg(
-            changes.map((c) => ({ $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker, view) })),
+            changes.map((c) =>
+              req.heartbeatDeltas && c.touch
+                ? { $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.HEARTBEAT, worker: toHeartbeatDelta(c.worker, view) }
+                : { $typeName: 'hive.v1.WorkerChange', type: c.type, worker: toWorkerMessage(c.worker, view) },
+            ),
             false,
           );
         }

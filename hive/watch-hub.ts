@@ -17,6 +17,8 @@ export interface PendingChange {
   worker: LiveWorker;
   /** The worker's state when the change was offered. */
   state: WorkerState;
+  /** Every change folded into this one was a heartbeat that changed liveness only. */
+  touch: boolean;
 }
 
 export class Subscription {
@@ -45,7 +47,7 @@ export class Subscription {
     if (this.filter) this.visible.add(id);
   }
 
-  offer(w: LiveWorker, type: WorkerChangeType): void {
+  offer(w: LiveWorker, type: WorkerChangeType, touch = false): void {
     if (this.filter) {
       const was = this.visible.has(w.workerId);
       const is = type !== WorkerChangeType.REMOVED && this.matches(w);
@@ -65,11 +67,13 @@ export class Subscription {
       // changes). Freeze what the watcher has not seen yet, under a key of
       // its own, and queue the new change after it.
       this.pending.delete(w.workerId);
-      this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state });
-    } else if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) {
-      type = WorkerChangeType.ADDED;
+      this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state, touch: false });
+      touch &&= type === WorkerChangeType.UPDATED;
+    } else {
+      if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) type = WorkerChangeType.ADDED;
+      touch &&= type === WorkerChangeType.UPDATED && (!prev || prev.touch);
     }
-    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state });
+    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state, touch });
     const wake = this.wake;
     if (wake) {
       // The watcher wakes once the I/O of this turn of the event loop is
@@ -131,7 +135,7 @@ export class WatchHub {
 
   /** A heartbeat that changed the worker's liveness and stats only: offered to subscribers that watch those. */
   touch(w: LiveWorker): void {
-    for (const s of this.subs) if (s.touches) s.offer(w, WorkerChangeType.UPDATED);
+    for (const s of this.subs) if (s.touches) s.offer(w, WorkerChangeType.UPDATED, true);
   }
 
   get size(): number {

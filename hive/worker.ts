@@ -150,6 +150,33 @@ export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): 
   };
 }
 
+const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NONE: string[] = Object.freeze([]) as unknown as string[];
+
+/**
+ * A WORKER_CHANGE_TYPE_HEARTBEAT change's worker: what a heartbeat changes
+ * (liveness and stats), every other field at its default. The watcher
+ * merges it into the worker it already has.
+ */
+export function toHeartbeatDelta(w: LiveWorker, opts?: { omitStats?: boolean }): Worker {
+  return {
+    $typeName: 'hive.v1.Worker',
+    workerId: w.workerId,
+    state: 0,
+    labels: NO_LABELS,
+    lastSeen: w.lastSeen === null ? undefined : msToTimestamp(w.lastSeen),
+    lastSeq: w.lastSeq,
+    sessionId: w.sessionId,
+    status: w.status,
+    statusDetail: w.statusDetail,
+    stats: opts?.omitStats ? undefined : statsOf(w),
+    connected: false,
+    dependsOn: NONE,
+    dependsOnSelector: '',
+    blockedBy: NONE,
+  };
+}
+
 export function fromStored(s: StoredWorker): LiveWorker {
   return {
     workerId: s.workerId,

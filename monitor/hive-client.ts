@@ -76,8 +76,9 @@ export function createHiveApi(addr: string, token: string, opts: HiveApiOptions 
   return {
     watch(signal, labelSelector = '') {
       // The monitor reads liveness only (state, last_seen, seq, session, interval,
-      // labels, policy): the stats of every heartbeat would be wasted bytes.
-      return registry.watchWorkers({ labelSelector, omitStats: true }, { headers, signal });
+      // labels, policy): the stats of every heartbeat would be wasted bytes,
+      // and so would the unchanged rest of a worker that only heartbeated.
+      return registry.watchWorkers({ labelSelector, omitStats: true, heartbeatDeltas: true }, { headers, signal });
     },
     async markStale(ref, reason) {
       const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken: fencingToken() }, call);

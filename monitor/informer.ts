@@ -52,6 +52,19 @@ export interface InformerDeps {
 
 export type Informer = ReturnType<typeof createInformer>;
 
+/** A WORKER_CHANGE_TYPE_HEARTBEAT change merged into the worker it updates: the liveness fields (and stats, when sent) are new, the rest as before. */
+export function withHeartbeat(prev: Worker, delta: Worker): Worker {
+  return {
+    ...prev,
+    lastSeen: delta.lastSeen,
+    lastSeq: delta.lastSeq,
+    sessionId: delta.sessionId,
+    status: delta.status,
+    statusDetail: delta.statusDetail,
+    stats: delta.stats ?? prev.stats,
+  };
+}
+
 export function createInformer(deps: InformerDeps) {
   const { clock, log, listeners } = deps;
   const random = deps.random ?? Math.random;
@@ -140,7 +153,10 @@ export function createInformer(deps: InformerDeps) {
           for (const c of msg.changes) {
             if (!c.worker) continue;
             if (c.type === WorkerChangeType.REMOVED) snapshot.delete(c.worker.workerId);
-            else snapshot.set(c.worker.workerId, c.worker);
+            else if (c.type === WorkerChangeType.HEARTBEAT) {
+              const prev = snapshot.get(c.worker.workerId);
+              if (prev) snapshot.set(prev.workerId, withHeartbeat(prev, c.worker));
+            } else snapshot.set(c.worker.workerId, c.worker);
           }
           if (msg.synced) {
             applySnapshot(snapshot, timestampToMs(msg.hiveStartedAt) ?? 0);
@@ -152,7 +168,11 @@ export function createInformer(deps: InformerDeps) {
         for (const c of msg.changes) {
           if (!c.worker) continue;
           if (c.type === WorkerChangeType.REMOVED) drop(c.worker.workerId);
-          else put(c.worker);
+          else if (c.type === WorkerChangeType.HEARTBEAT) {
+            const prev = view.get(c.worker.workerId);
+            if (prev) put(withHeartbeat(prev, c.worker));
+            else log.warn({ workerId: c.worker.workerId }, 'heartbeat delta for a worker the watch never sent; ignored');
+          } else put(c.worker);
         }
         // Messages that came in one read are handed over back to back: let
         // the timers that are due (stale deadlines) run between them.

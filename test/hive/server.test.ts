@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus } from '../../gen/grpc/health/v1/health_pb.js';
 import { ServerReflection } from '../../gen/grpc/reflection/v1/reflection_pb.js';
 import { ServerReflection as ServerReflectionAlpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.js';
-import { HeartbeatRequestSchema, RegistryService, TokenScope } from '../../gen/hive/v1/registry_pb.js';
+import { HeartbeatRequestSchema, RegistryService, TokenScope, WorkerChangeType, WorkerState } from '../../gen/hive/v1/registry_pb.js';
 import { parseAddr } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { msToDuration } from '../../lib/duration.js';
@@ -15,6 +15,7 @@ import { startHive, type HiveHandle } from '../../hive/server.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { tempDir } from '../support/procs.js';
 import { createHiveApi } from '../../monitor/hive-client.js';
+import { withHeartbeat } from '../../monitor/informer.js';
 import { WATCH_BATCH_LIVENESS } from '../../hive/handlers.js';
 import { workerPrincipal } from '../support/principals.js';
 
@@ -191,37 +192,58 @@ describe('hive transports', () => {
     expect([...seen.values()].every((seq) => seq === 2n)).toBe(true);
   });
 
-  it('WatchWorkers with omit_stats sends workers without stats, and the monitor watches that way', async () => {
+  it('WatchWorkers with omit_stats sends workers without stats; with heartbeat_deltas a heartbeat is its liveness fields only; the monitor watches both ways', async () => {
     const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
     const reg = await admin.registerWorker({ workerId: 'w-slim', heartbeatInterval: msToDuration(5000), labels: { pool: 'slim' } }, auth(hive.adminToken));
     const worker = createClient(RegistryService, transports()['grpc (grpc-js port)']);
     const beat = (seq: bigint) =>
       worker.heartbeat(
-        { workerId: 'w-slim', sessionId: 's', seq, status: 1, memoryUsedBytes: 1n, memoryTotalBytes: 2n, gpus: [{ index: 0, uuid: 'GPU-1', name: 'H100', memoryUsedBytes: 1n, memoryTotalBytes: 2n }] },
+        { workerId: 'w-slim', sessionId: 's', seq, status: 1, statusDetail: 'warm', memoryUsedBytes: 1n, memoryTotalBytes: 2n, gpus: [{ index: 0, uuid: 'GPU-1', name: 'H100', memoryUsedBytes: 1n, memoryTotalBytes: 2n }] },
         auth(reg.workerToken),
       );
     await beat(1n);
 
-    const first = async (slim: boolean) => {
+    /** The snapshot's change and the change a heartbeat brings next. */
+    const watchOne = async (how: 'full' | 'slim' | 'monitor') => {
       const ctl = new AbortController();
-      const it = slim ? createHiveApi(`127.0.0.1:${hive.grpcPort}`, hive.adminToken).watch(ctl.signal, 'pool=slim') : admin.watchWorkers({ labelSelector: 'pool=slim' }, { ...auth(hive.adminToken), signal: ctl.signal });
+      const it =
+        how === 'monitor'
+          ? createHiveApi(`127.0.0.1:${hive.grpcPort}`, hive.adminToken).watch(ctl.signal, 'pool=slim')
+          : admin.watchWorkers({ labelSelector: 'pool=slim', omitStats: how === 'slim' }, { ...auth(hive.adminToken), signal: ctl.signal });
       const iter = it[Symbol.asyncIterator]();
       const snapshot = (await iter.next()).value!;
-      const change = beat(BigInt(Date.now())).then(() => iter.next());
-      const next = (await change).value!;
+      const seq = BigInt(Date.now());
+      const next = (await beat(seq).then(() => iter.next())).value!;
       ctl.abort();
-      return [snapshot.changes[0].worker!, next.changes[0].worker!];
+      return { snapshot: snapshot.changes[0]!, next: next.changes[0]!, seq };
     };
-    const [full] = await first(false);
-    expect(full.stats?.gpus).toHaveLength(1);
-    for (const w of await first(true)) {
-      expect(w.stats).toBeUndefined();
-      expect(w.workerId).toBe('w-slim');
-      expect(w.labels).toEqual({ pool: 'slim' });
-      expect(w.lastSeq).toBeGreaterThan(0n);
-      expect(w.sessionId).toBe('s');
-      expect(w.lastSeen).toBeDefined();
-      expect(w.heartbeatInterval?.seconds).toBe(5n);
+    const full = await watchOne('full');
+    expect(full.snapshot.worker?.stats?.gpus).toHaveLength(1);
+    expect(full.next.type).toBe(WorkerChangeType.UPDATED);
+    expect(full.next.worker?.stats?.gpus).toHaveLength(1);
+    expect(full.next.worker?.labels).toEqual({ pool: 'slim' });
+
+    const slim = await watchOne('slim');
+    for (const c of [slim.snapshot, slim.next]) {
+      expect(c.worker?.stats).toBeUndefined();
+      expect(c.worker?.labels).toEqual({ pool: 'slim' });
+      expect(c.worker?.heartbeatInterval?.seconds).toBe(5n);
     }
+    expect(slim.next.type).toBe(WorkerChangeType.UPDATED);
+
+    const mon = await watchOne('monitor');
+    expect(mon.snapshot.type).toBe(WorkerChangeType.ADDED);
+    expect(mon.snapshot.worker).toMatchObject({ workerId: 'w-slim', labels: { pool: 'slim' }, sessionId: 's', state: WorkerState.HEALTHY });
+    expect(mon.snapshot.worker?.stats).toBeUndefined();
+    expect(mon.snapshot.worker?.heartbeatInterval?.seconds).toBe(5n);
+    expect(mon.next.type).toBe(WorkerChangeType.HEARTBEAT);
+    const delta = mon.next.worker!;
+    expect(delta).toMatchObject({ workerId: 'w-slim', lastSeq: mon.seq, sessionId: 's', status: 1, statusDetail: 'warm' });
+    expect(delta.stats).toBeUndefined();
+    expect(delta.lastSeen).toBeDefined();
+    // Nothing else: the watcher keeps those from the worker it has.
+    expect(delta).toMatchObject({ state: WorkerState.UNSPECIFIED, labels: {}, connected: false, dependsOn: [] });
+    expect([delta.heartbeatInterval, delta.registeredAt, delta.stateSince, delta.restartPolicy]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(withHeartbeat(mon.snapshot.worker!, delta)).toEqual({ ...mon.snapshot.worker, lastSeen: delta.lastSeen, lastSeq: mon.seq, statusDetail: 'warm' });
   });
 });

@@ -22,4 +22,27 @@ describe('watch hub', () => {
     expect(changes.take(10).map((c) => [c.worker.workerId, c.state])).toEqual([['w1', WorkerState.STALE]]);
     expect(all.take(10).map((c) => c.state)).toEqual([WorkerState.STALE]);
   });
+
+  it('marks a pending change a heartbeat only while everything folded into it was one', () => {
+    const hub = new WatchHub();
+    const sub = hub.subscribe(null);
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => worker(id));
+    hub.touch(a);
+    hub.touch(a);
+    hub.touch(b);
+    hub.publish(b, WorkerChangeType.UPDATED); // a label change after the heartbeat
+    hub.publish(c, WorkerChangeType.ADDED);
+    hub.touch(c); // registered, then heartbeated: the watcher has never seen c
+    hub.touch(d);
+    d.state = WorkerState.STALE;
+    hub.publish(d, WorkerChangeType.UPDATED);
+    hub.touch(d);
+    expect(sub.take(10).map((ch) => [ch.worker.workerId, ch.type, WorkerState[ch.state], ch.touch])).toEqual([
+      ['a', WorkerChangeType.UPDATED, 'HEALTHY', true],
+      ['b', WorkerChangeType.UPDATED, 'HEALTHY', false],
+      ['c', WorkerChangeType.ADDED, 'HEALTHY', false],
+      ['d', WorkerChangeType.UPDATED, 'HEALTHY', false], // frozen before the state change: sent whole (a rare path)
+      ['d', WorkerChangeType.UPDATED, 'STALE', false],
+    ]);
+  });
 });

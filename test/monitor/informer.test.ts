@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { WorkerChangeType, WorkerState, type Worker } from '../../gen/hive/v1/registry_pb.js';
+import { create } from '@bufbuild/protobuf';
+import { HealthStatus, WorkerChangeType, WorkerSchema, WorkerState, type Worker } from '../../gen/hive/v1/registry_pb.js';
+import { msToTimestamp } from '../../lib/duration.js';
 import { flushMicrotasks, ManualClock } from '../../lib/clock.js';
 import { HiveClock } from '../../monitor/hive-clock.js';
 import { createInformer, type Informer, type SyncInfo } from '../../monitor/informer.js';
@@ -9,7 +11,7 @@ import { FakeHive, silentLog, T0, watchMsg, worker } from './support.js';
 // difference delivered as changes, reconnect with backoff, hive restarts
 // and outage gaps reported to the listeners.
 
-const { ADDED, UPDATED, REMOVED } = WorkerChangeType;
+const { ADDED, UPDATED, REMOVED, HEARTBEAT } = WorkerChangeType;
 
 let informer: Informer | undefined;
 afterEach(async () => {
@@ -59,6 +61,20 @@ describe('informer', () => {
     expect(inf.get('b')!.lastSeq).toBe(2n);
     expect(inf.countIn(WorkerState.HEALTHY)).toBe(1);
     expect(inf.countIn(WorkerState.PENDING)).toBe(0);
+  });
+
+  it('merges a heartbeat delta into the worker it has: liveness from the delta, the rest as it was', async () => {
+    const { hive, log, inf } = setup();
+    await flushMicrotasks();
+    const a = worker({ id: 'a', labels: { pool: 'gpu' }, intervalMs: 5000, seq: 1 });
+    const delta = create(WorkerSchema, { workerId: 'a', lastSeen: msToTimestamp(T0 + 5000), lastSeq: 2n, sessionId: 's2', status: HealthStatus.DEGRADED, statusDetail: 'hot' });
+    // One in the snapshot phase (merged before the listeners see anything), one after it.
+    hive.stream.push(watchMsg([[ADDED, a], [HEARTBEAT, delta]], { hiveTime: T0, synced: true }));
+    hive.stream.push(watchMsg([[HEARTBEAT, { ...delta, lastSeq: 3n }], [HEARTBEAT, { ...delta, workerId: 'never-sent' }]], { hiveTime: T0 }));
+    await flushMicrotasks();
+    expect(log).toEqual(['synced first=true restarted=false gap=0', 'change a -->HEALTHY', 'change a HEALTHY->HEALTHY']);
+    expect(inf.size).toBe(1);
+    expect(inf.get('a')).toEqual({ ...a, lastSeen: delta.lastSeen, lastSeq: 3n, sessionId: 's2', status: HealthStatus.DEGRADED, statusDetail: 'hot' });
   });
 
   it('nothing reaches the listeners before the snapshot is complete', async () => {
