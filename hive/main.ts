@@ -1,6 +1,7 @@
 import { ConfigError } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { loadHiveConfig } from './config.js';
+import { heapPolicyBeforeLoad, startHeapPolicy } from './heap-policy.js';
 import { startHive } from './server.js';
 
 let config;
@@ -14,10 +15,13 @@ try {
   throw err;
 }
 const log = createLogger('hive', config.logLevel);
+// The process's own heap (tests run hives in-process and leave V8 alone).
+heapPolicyBeforeLoad();
 const hive = await startHive(config, { log }).catch((err) => {
   log.fatal({ err }, 'hive failed to start');
   process.exit(1);
 });
+startHeapPolicy(() => hive.registry.workers.size, log);
 
 let stopping = false;
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {

@@ -90,13 +90,15 @@ export async function createRegistry(deps: RegistryDeps) {
   const durableChain = new Map<string, Promise<unknown>>();
   const registering = new Set<string>();
 
-  for (const s of await store.loadWorkers()) {
-    const w = fromStored(s);
-    // The hive's own downtime is not the worker's: every worker gets a full
-    // 2x interval from now before its silence counts.
-    w.graceUntil = startedAt + 2 * w.intervalMs;
-    workers.set(w.workerId, w);
-  }
+  await store.forEachWorkerPage((page) => {
+    for (const s of page) {
+      const w = fromStored(s);
+      // The hive's own downtime is not the worker's: every worker gets a full
+      // 2x interval from now before its silence counts.
+      w.graceUntil = startedAt + 2 * w.intervalMs;
+      workers.set(w.workerId, w);
+    }
+  });
   for (const t of await store.loadTokens()) tokens.add(t);
 
   const writeBehind: WriteBehind = createWriteBehind({

@@ -144,6 +144,12 @@ export interface Store {
   migrate(): Promise<void>;
   /** Every worker, or only those with the given ids (a replica rereading what another changed). */
   loadWorkers(ids?: readonly string[]): Promise<StoredWorker[]>;
+  /**
+   * Every worker, a page at a time, all pages read in one snapshot: the
+   * caller keeps what it needs of a page before the next is read, so a
+   * cold start never holds the whole fleet twice (rows and live workers).
+   */
+  forEachWorkerPage(onPage: (page: StoredWorker[]) => void): Promise<void>;
   /** Tokens not revoked; with workerIds, only the worker tokens of those workers. */
   loadTokens(workerIds?: readonly string[]): Promise<TokenRow[]>;
 

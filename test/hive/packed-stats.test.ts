@@ -91,7 +91,7 @@ describe('packed stats', () => {
     const stored = toBinary(WorkerStatsSchema, asStats(create(HeartbeatRequestSchema, agentHeartbeat(7))));
     const w = worker(stored);
     expect(lastBeatOf(w)).toBeNull();
-    expect(snapshotOf(w).stats).toBe(stored);
+    expect(snapshotOf(w).stats).toEqual(stored);
     expect(toBinary(WorkerStatsSchema, statsOf(w)!)).toEqual(stored);
     // A compact heartbeat of a session whose inventory this hive never saw: the GPUs stay as stored.
     const enc = createHeartbeatEncoder();

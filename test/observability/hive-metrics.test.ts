@@ -194,7 +194,7 @@ describe('hive /metrics', () => {
   it('uses the stats loaded from the store until the first heartbeat of this run', async () => {
     const { prom, workers } = setup({ labels: [] });
     const beat = lastBeatOf(worker('w1'))!;
-    workers.set('w1', worker('w1', { beat: null, storedStats: toBinary(WorkerStatsSchema, create(WorkerStatsSchema, beat)) }));
+    workers.set('w1', worker('w1', { beat: null, storedStats: Buffer.from(toBinary(WorkerStatsSchema, create(WorkerStatsSchema, beat))).toString('latin1') }));
     expect(await samples(prom, 'hive_worker_memory_used_bytes')).toEqual([`hive_worker_memory_used_bytes{worker_id="w1"} ${16 * 2 ** 30}`]);
   });
 

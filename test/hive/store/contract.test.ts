@@ -11,7 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPgDb, openPgliteDb, type Db } from '../../../hive/store/db.js';
 import { migrate, readMigrations } from '../../../hive/store/migrate.js';
 import { openStore } from '../../../hive/store/open.js';
-import { createSqlStore, FLUSH_CHUNK_ROWS } from '../../../hive/store/sql-store.js';
+import { createSqlStore, FLUSH_CHUNK_ROWS, LOAD_PAGE } from '../../../hive/store/sql-store.js';
 import type { EventRow, HealthCheckResultRow, HealthCheckRow, ScheduleRow, Store, StoredWorker, TokenRow, WorkerSnapshot } from '../../../hive/store/store.js';
 
 const PG_URL = process.env.HIVE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -316,6 +316,27 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       const [evs] = await Promise.all([move('w-1', 'monitor')]);
       expect(evs.map((e) => e.kind)).toEqual(['marked_stale']);
       expect((await store.loadWorkers()).find((w) => w.workerId === 'w-1')?.state).toBe(3);
+    });
+
+    it('forEachWorkerPage hands over every worker a page at a time, in worker_id order, the same workers loadWorkers reads', async () => {
+      const n = 2 * LOAD_PAGE + 10;
+      await h.db.query(
+        `INSERT INTO workers (worker_id, interval_ms, registered_at, state, state_since, stats)
+         SELECT 'p-' || lpad(g::text, 5, '0'), 1000, $1, 2, $1, CASE WHEN g % 3 = 0 THEN NULL ELSE decode(lpad(to_hex(g), 6, '0'), 'hex') END
+         FROM generate_series(1, $2::int) g`,
+        [new Date(T0).toISOString(), n],
+      );
+      const pages: StoredWorker[][] = [];
+      await store.forEachWorkerPage((page) => void pages.push(page));
+
+      expect(pages.map((p) => p.length)).toEqual([LOAD_PAGE, LOAD_PAGE, 10]);
+      const all = pages.flat();
+      expect(all).toEqual(await store.loadWorkers());
+      all.forEach((w, idx) => {
+        const g = idx + 1;
+        expect(w.workerId).toBe(`p-${String(g).padStart(5, '0')}`);
+        expect(w.stats).toEqual(g % 3 === 0 ? null : new Uint8Array([g >> 16, (g >> 8) & 0xff, g & 0xff]));
+      });
     });
 
     it('flushSnapshots updates many workers in one call, in statements of FLUSH_CHUNK_ROWS rows, ignoring unknown ids', async () => {
