@@ -16,10 +16,15 @@ import type { Logger } from '../lib/logger.js';
 export const LARGE_FLEET = 20_000;
 export const LARGE_FLEET_HEAP_GROWING_PERCENT = 25;
 
-/** The heap growing percent for a registry of this many workers (0: V8's own policy); `current` holds between the two thresholds. */
-export function heapGrowingPercent(workers: number, current: number): number {
+/**
+ * The heap growing percent for a registry of this many workers (0: V8's
+ * own policy). Between half of LARGE_FLEET and LARGE_FLEET the `current`
+ * one holds, so a fleet near the line does not flap; null (the fleet just
+ * loaded) decides by LARGE_FLEET alone.
+ */
+export function heapGrowingPercent(workers: number, current: number | null): number {
   if (workers >= LARGE_FLEET) return LARGE_FLEET_HEAP_GROWING_PERCENT;
-  if (workers < LARGE_FLEET / 2) return 0;
+  if (workers < LARGE_FLEET / 2 || current === null) return 0;
   return current;
 }
 
@@ -33,9 +38,11 @@ export function heapPolicyBeforeLoad(): void {
 /** Applies the policy for the loaded fleet now and every `everyMs`; returns a function that stops it. */
 export function startHeapPolicy(fleetSize: () => number, log: Logger, everyMs = 10_000): () => void {
   if (overridden()) return () => {};
-  let current = LARGE_FLEET_HEAP_GROWING_PERCENT;
+  let current = LARGE_FLEET_HEAP_GROWING_PERCENT; // set before the load
+  let loaded = false;
   const apply = () => {
-    const next = heapGrowingPercent(fleetSize(), current);
+    const next = heapGrowingPercent(fleetSize(), loaded ? current : null);
+    loaded = true;
     if (next === current) return;
     setFlagsFromString(`--heap-growing-percent=${next}`);
     log.info({ workers: fleetSize(), heapGrowingPercent: next || 'v8 default' }, 'heap growth policy changed');

@@ -8,7 +8,7 @@ import { startHiveProc, tempDir } from '../support/procs.js';
 // was in force holds, so a fleet near the line does not flap.
 
 describe('heap growth policy', () => {
-  it('tightens at a large fleet, lets go below half of it, and holds in between', () => {
+  it('tightens at a large fleet, lets go below half of it, and holds in between once running', () => {
     const tight = LARGE_FLEET_HEAP_GROWING_PERCENT;
     expect(heapGrowingPercent(LARGE_FLEET, 0)).toBe(tight);
     expect(heapGrowingPercent(100_000, 0)).toBe(tight);
@@ -17,6 +17,9 @@ describe('heap growth policy', () => {
     expect(heapGrowingPercent(LARGE_FLEET / 2 - 1, tight)).toBe(0);
     expect(heapGrowingPercent(LARGE_FLEET - 1, 0)).toBe(0);
     expect(heapGrowingPercent(0, tight)).toBe(0);
+    // Just loaded: the line alone decides (the margin set before the load does not hold).
+    expect(heapGrowingPercent(LARGE_FLEET - 1, null)).toBe(0);
+    expect(heapGrowingPercent(LARGE_FLEET, null)).toBe(tight);
   });
 
   it('a hive process starts with the margin and, its fleet small, hands the heap back to V8 once loaded', async () => {
