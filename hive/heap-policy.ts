@@ -28,7 +28,8 @@ export function heapGrowingPercent(workers: number, current: number | null): num
   return current;
 }
 
-const overridden = () => process.execArgv.some((a) => a.startsWith('--heap-growing-percent'));
+/** V8 takes its flags with - or _ between words. */
+const overridden = () => process.execArgv.some((a) => a.replaceAll('_', '-').startsWith('--heap-growing-percent'));
 
 /** Before the registry loads: the margin of a large fleet, until the fleet's size is known. */
 export function heapPolicyBeforeLoad(): void {

@@ -111,7 +111,7 @@ export function mergeStats(w: LiveWorker, hb: HeartbeatRequest): boolean {
   if (!held) {
     // Liveness never waits for the inventory: keep the GPUs and collectors
     // as last known and take the rest.
-    const s = w.beat !== null ? unpackHeld(w.beat, w.hot) : w.storedStats ? fromBinary(WorkerStatsSchema, Buffer.from(w.storedStats, 'latin1')) : emptyLiveStats();
+    const s = w.beat !== null ? unpackHeld(w.beat, w.hot) : w.storedStats !== null ? fromBinary(WorkerStatsSchema, Buffer.from(w.storedStats, 'latin1')) : emptyLiveStats();
     copyPlain(s, hb);
     w.beat = packStats(s);
     w.hot = null;

@@ -97,7 +97,7 @@ export function lastBeatOf(w: LiveWorker): LiveStats | null {
 
 /** The stats loaded from the store, decoded (a fresh message each call). */
 export function storedStatsOf(w: LiveWorker): WorkerStats | undefined {
-  return w.storedStats ? fromBinary(WorkerStatsSchema, storedBytes(w.storedStats)) : undefined;
+  return w.storedStats !== null ? fromBinary(WorkerStatsSchema, storedBytes(w.storedStats)) : undefined;
 }
 
 /** The bytes of LiveWorker.storedStats. */

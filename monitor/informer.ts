@@ -163,6 +163,7 @@ export function createInformer(deps: InformerDeps) {
             snapshot = null;
             reachedSync = true;
           }
+          await yieldToEventLoop();
           continue;
         }
         for (const c of msg.changes) {

@@ -13,10 +13,12 @@ interface Pending<I, O> {
 /**
  * Returns a function that writes one item through writeMany. writeMany gets
  * the items in arrival order and returns one result per item; if it throws,
- * every item of that batch fails with the same error (nothing of it was
- * committed), and the next batch is tried on its own.
+ * nothing of that batch was committed: when `isolate(err)` says the error
+ * may be one item's, each item is written again alone, in order, and fails
+ * or succeeds on its own; otherwise every item of the batch fails with that
+ * error. The next batch is tried on its own either way.
  */
-export function groupCommit<I, O>(writeMany: (items: I[]) => Promise<O[]>, maxBatch = 1000): (item: I) => Promise<O> {
+export function groupCommit<I, O>(writeMany: (items: I[]) => Promise<O[]>, maxBatch = 1000, isolate: (err: unknown) => boolean = () => false): (item: I) => Promise<O> {
   let queue: Array<Pending<I, O>> = [];
   let writing = false;
 
@@ -31,7 +33,17 @@ export function groupCommit<I, O>(writeMany: (items: I[]) => Promise<O[]>, maxBa
         const out = await writeMany(batch.map((p) => p.item));
         batch.forEach((p, i) => p.resolve(out[i]));
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        if (batch.length === 1 || !isolate(err)) {
+          for (const p of batch) p.reject(err);
+          continue;
+        }
+        for (const p of batch) {
+          try {
+            p.resolve((await writeMany([p.item]))[0]);
+          } catch (itemErr) {
+            p.reject(itemErr);
+          }
+        }
       }
     }
     writing = false;

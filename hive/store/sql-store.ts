@@ -3,6 +3,7 @@
 // timestamptz in SQL (sent as ISO strings, read back as Date); last_seq is a
 // uint64 in numeric(20,0) (sent and read as text); event ids are bigint.
 
+import { StoreUnavailableError } from '../errors.js';
 import type { Db } from './db.js';
 import { groupCommit } from './group-commit.js';
 import { getHealthCheck, listHealthChecks, saveHealthCheck } from './health-check-sql.js';
@@ -29,7 +30,10 @@ export const FLUSH_CHUNK_ROWS = 1_000;
 export function createSqlStore(db: Db): Store {
   // State transitions come in bursts (a rack goes silent, a hive restarts):
   // those that meet on the way to the database share one transaction.
-  const transition = groupCommit((batch: Transition[]) => transitionWorkers(db, batch), FLUSH_CHUNK_ROWS);
+  // A batch the database refuses for one bad item is written again an item
+  // at a time, so that item fails alone; one that could not reach the
+  // database fails whole (trying each alone would only wait longer).
+  const transition = groupCommit((batch: Transition[]) => transitionWorkers(db, batch), FLUSH_CHUNK_ROWS, (err) => !(err instanceof StoreUnavailableError));
   return {
     migrate: async () => {
       await migrate(db);
@@ -262,14 +266,24 @@ FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[], $5
 WHERE w.worker_id = s.worker_id`;
 
 /**
+ * Locks the rows of these workers in worker_id order. Every statement that
+ * updates several workers takes their locks this way first (UPDATE ... FROM
+ * promises no order), so two of them never wait on each other in a cycle.
+ */
+async function lockWorkers(tx: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length > 1) await tx.query('SELECT 1 FROM workers WHERE worker_id = ANY($1::text[]) ORDER BY worker_id FOR UPDATE', [ids]);
+}
+
+/**
  * State transitions of many workers, each with its events, in one
- * transaction of two statements. A worker moved twice in one batch keeps
- * its last snapshot (one UPDATE ... FROM must not match a row twice); all
- * events are kept, in order.
+ * transaction. A worker moved twice in one batch keeps its last snapshot
+ * (one UPDATE ... FROM must not match a row twice); all events are kept,
+ * in order.
  */
 async function transitionWorkers(db: Db, batch: Transition[]): Promise<EventRow[][]> {
   const latest = [...new Map(batch.map((t) => [t.snapshot.workerId, t.snapshot])).values()];
   return db.transaction(async (tx) => {
+    await lockWorkers(tx, latest.map((s) => s.workerId));
     await tx.query(TRANSITION_SQL, [
       latest.map((s) => s.workerId),
       latest.map((s) => s.state),
@@ -310,15 +324,18 @@ async function flushSnapshots(db: Db, snapshots: WorkerSnapshot[]): Promise<void
 }
 
 async function flushChunk(db: Db, chunk: WorkerSnapshot[]): Promise<void> {
-  await db.query(FLUSH_SQL, [
-    chunk.map((s) => s.workerId),
-    chunk.map((s) => iso(s.lastSeen)),
-    chunk.map((s) => s.lastSeq.toString()),
-    chunk.map((s) => s.sessionId),
-    chunk.map((s) => s.status),
-    chunk.map((s) => s.statusDetail),
-    chunk.map((s) => hexOrNull(s.stats)),
-  ]);
+  await db.transaction(async (tx) => {
+    await lockWorkers(tx, chunk.map((s) => s.workerId));
+    await tx.query(FLUSH_SQL, [
+      chunk.map((s) => s.workerId),
+      chunk.map((s) => iso(s.lastSeen)),
+      chunk.map((s) => s.lastSeq.toString()),
+      chunk.map((s) => s.sessionId),
+      chunk.map((s) => s.status),
+      chunk.map((s) => s.statusDetail),
+      chunk.map((s) => hexOrNull(s.stats)),
+    ]);
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -101,6 +101,13 @@ describe('packed stats', () => {
     expect(lastBeatOf(w)!.gpus).toEqual(statsOfStored(stored).gpus);
     expect(lastBeatOf(w)!.memoryUsedBytes).toBe(create(HeartbeatRequestSchema, agentHeartbeat(2)).memoryUsedBytes);
   });
+
+  it('keeps stored stats that encode to no bytes at all: empty stats, not none', () => {
+    const w = worker(new Uint8Array(0));
+    expect(statsOf(w)).toEqual(create(WorkerStatsSchema));
+    expect(snapshotOf(w).stats).toEqual(new Uint8Array(0));
+    expect(statsOf(worker(null))).toBeUndefined();
+  });
 });
 
 function statsOfStored(b: Uint8Array) {
