@@ -45,21 +45,15 @@ export interface HiveApiOptions {
 export function createHiveApi(addr: string, token: string, opts: HiveApiOptions = {}): HiveApi {
   const baseUrl = hiveBaseUrl(addr, opts.tls);
   const nodeOptions = opts.tls ? { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } : undefined;
-  const transport = (sessionManager?: Http2SessionManager) => createGrpcTransport({ baseUrl, sessionManager });
+  // Notice a dead connection without waiting for TCP; 15 s stays above the
+  // hive's minimum ping interval (10 s).
+  const ping = { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 };
   // The watch of every worker is a busy stream: wide HTTP/2 windows keep a
   // saturated hive from making it wait a round trip per 64 KiB. It has a
   // connection of its own: acting calls (a stale mark) never queue behind
   // watch data, in either direction.
-  const watchTransport = transport(
-    wideWindowSessionManager(
-      baseUrl,
-      // Notice a dead connection without waiting for TCP; 15 s stays above
-      // the hive's minimum ping interval (10 s).
-      { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 },
-      nodeOptions,
-    ),
-  );
-  const callTransport = transport(new Http2SessionManager(baseUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 0 }, nodeOptions));
+  const watchTransport = createGrpcTransport({ baseUrl, sessionManager: wideWindowSessionManager(baseUrl, ping, nodeOptions) });
+  const callTransport = createGrpcTransport({ baseUrl, sessionManager: new Http2SessionManager(baseUrl, ping, nodeOptions) });
   const registry: Client<typeof RegistryService> = createClient(RegistryService, watchTransport);
   const control: Client<typeof ControlService> = createClient(ControlService, callTransport);
   const headers = { authorization: `Bearer ${token}` };

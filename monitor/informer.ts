@@ -163,17 +163,16 @@ export function createInformer(deps: InformerDeps) {
             snapshot = null;
             reachedSync = true;
           }
-          await yieldToEventLoop();
-          continue;
-        }
-        for (const c of msg.changes) {
-          if (!c.worker) continue;
-          if (c.type === WorkerChangeType.REMOVED) drop(c.worker.workerId);
-          else if (c.type === WorkerChangeType.HEARTBEAT) {
-            const prev = view.get(c.worker.workerId);
-            if (prev) put(withHeartbeat(prev, c.worker));
-            else log.warn({ workerId: c.worker.workerId }, 'heartbeat delta for a worker the watch never sent; ignored');
-          } else put(c.worker);
+        } else {
+          for (const c of msg.changes) {
+            if (!c.worker) continue;
+            if (c.type === WorkerChangeType.REMOVED) drop(c.worker.workerId);
+            else if (c.type === WorkerChangeType.HEARTBEAT) {
+              const prev = view.get(c.worker.workerId);
+              if (prev) put(withHeartbeat(prev, c.worker));
+              else log.warn({ workerId: c.worker.workerId }, 'heartbeat delta for a worker the watch never sent; ignored');
+            } else put(c.worker);
+          }
         }
         // Messages that came in one read are handed over back to back: let
         // the timers that are due (stale deadlines) run between them.

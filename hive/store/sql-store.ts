@@ -110,10 +110,9 @@ function msOrNull(d: Date | null): number | null {
   return d === null ? null : d.getTime();
 }
 
-/** pg returns bytea as Buffer, PGlite as Uint8Array; callers get a plain Uint8Array either way. */
 /**
- * A bytea as a plain Uint8Array: a view of the driver's Buffer, not a copy
- * (a copy is a malloc of its own, 100,000 of them on a cold start).
+ * A bytea as a plain Uint8Array (pg returns a Buffer, PGlite a Uint8Array):
+ * a view of the driver's Buffer, not a copy (a malloc of its own).
  */
 function bytes(v: Uint8Array | null): Uint8Array | null {
   if (v === null) return null;
@@ -256,13 +255,32 @@ async function upsertWorker(tx: Db, w: StoredWorker): Promise<void> {
 
 type Transition = { snapshot: WorkerSnapshot & { state: StateCode; stateSince: number }; events: EventRow[] };
 
+/** The snapshot columns of several workers as the arrays $1-$7 of TRANSITION_SQL and FLUSH_SQL. */
+const SNAPSHOT_ARRAYS = `$1::text[], $2::timestamptz[], $3::numeric[], $4::text[], $5::smallint[], $6::text[], $7::text[]`;
+const SNAPSHOT_NAMES = 'worker_id, last_seen, last_seq, session_id, status, status_detail, stats_hex';
+const SET_SNAPSHOT = `last_seen = s.last_seen, last_seq = s.last_seq, session_id = s.session_id,
+  status = s.status, status_detail = s.status_detail, stats = decode(s.stats_hex, 'hex')`;
+
+function snapshotArrays(snaps: readonly WorkerSnapshot[]): unknown[] {
+  return [
+    snaps.map((s) => s.workerId),
+    snaps.map((s) => iso(s.lastSeen)),
+    snaps.map((s) => s.lastSeq.toString()),
+    snaps.map((s) => s.sessionId),
+    snaps.map((s) => s.status),
+    snaps.map((s) => s.statusDetail),
+    snaps.map((s) => hexOrNull(s.stats)),
+  ];
+}
+
+/** One UPDATE ... FROM must not match a worker twice: the last snapshot given for a worker is its newest. */
+function latestPerWorker<S extends WorkerSnapshot>(snaps: readonly S[]): S[] {
+  return [...new Map(snaps.map((s) => [s.workerId, s])).values()];
+}
+
 const TRANSITION_SQL = `
-UPDATE workers AS w SET
-  state = s.state, state_since = s.state_since,
-  last_seen = s.last_seen, last_seq = s.last_seq, session_id = s.session_id,
-  status = s.status, status_detail = s.status_detail, stats = decode(s.stats_hex, 'hex')
-FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[], $5::numeric[], $6::text[], $7::smallint[], $8::text[], $9::text[])
-  AS s(worker_id, state, state_since, last_seen, last_seq, session_id, status, status_detail, stats_hex)
+UPDATE workers AS w SET state = s.state, state_since = s.state_since, ${SET_SNAPSHOT}
+FROM unnest(${SNAPSHOT_ARRAYS}, $8::smallint[], $9::timestamptz[]) AS s(${SNAPSHOT_NAMES}, state, state_since)
 WHERE w.worker_id = s.worker_id`;
 
 /**
@@ -281,20 +299,10 @@ async function lockWorkers(tx: Db, ids: readonly string[]): Promise<void> {
  * in order.
  */
 async function transitionWorkers(db: Db, batch: Transition[]): Promise<EventRow[][]> {
-  const latest = [...new Map(batch.map((t) => [t.snapshot.workerId, t.snapshot])).values()];
+  const latest = latestPerWorker(batch.map((t) => t.snapshot));
   return db.transaction(async (tx) => {
     await lockWorkers(tx, latest.map((s) => s.workerId));
-    await tx.query(TRANSITION_SQL, [
-      latest.map((s) => s.workerId),
-      latest.map((s) => s.state),
-      latest.map((s) => iso(s.stateSince)),
-      latest.map((s) => iso(s.lastSeen)),
-      latest.map((s) => s.lastSeq.toString()),
-      latest.map((s) => s.sessionId),
-      latest.map((s) => s.status),
-      latest.map((s) => s.statusDetail),
-      latest.map((s) => hexOrNull(s.stats)),
-    ]);
+    await tx.query(TRANSITION_SQL, [...snapshotArrays(latest), latest.map((s) => s.state), latest.map((s) => iso(s.stateSince))]);
     const rows = await insertEvents(tx, batch.flatMap((t) => t.events));
     let at = 0;
     return batch.map((t) => rows.slice(at, (at += t.events.length)));
@@ -302,17 +310,12 @@ async function transitionWorkers(db: Db, batch: Transition[]): Promise<EventRow[
 }
 
 const FLUSH_SQL = `
-UPDATE workers AS w SET
-  last_seen = s.last_seen, last_seq = s.last_seq, session_id = s.session_id,
-  status = s.status, status_detail = s.status_detail, stats = decode(s.stats_hex, 'hex')
-FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[], $5::smallint[], $6::text[], $7::text[])
-  AS s(worker_id, last_seen, last_seq, session_id, status, status_detail, stats_hex)
+UPDATE workers AS w SET ${SET_SNAPSHOT}
+FROM unnest(${SNAPSHOT_ARRAYS}) AS s(${SNAPSHOT_NAMES})
 WHERE w.worker_id = s.worker_id`;
 
 async function flushSnapshots(db: Db, snapshots: WorkerSnapshot[]): Promise<void> {
-  // One UPDATE ... FROM must not match a worker twice; the last snapshot
-  // given for a worker is the newest.
-  const latest = [...new Map(snapshots.map((s) => [s.workerId, s])).values()];
+  const latest = latestPerWorker(snapshots);
   // Each chunk commits on its own: a snapshot is the latest of its worker
   // whenever it lands, and a transaction over the whole flush would hold
   // every row lock until the last chunk, stalling the state transitions
@@ -326,15 +329,7 @@ async function flushSnapshots(db: Db, snapshots: WorkerSnapshot[]): Promise<void
 async function flushChunk(db: Db, chunk: WorkerSnapshot[]): Promise<void> {
   await db.transaction(async (tx) => {
     await lockWorkers(tx, chunk.map((s) => s.workerId));
-    await tx.query(FLUSH_SQL, [
-      chunk.map((s) => s.workerId),
-      chunk.map((s) => iso(s.lastSeen)),
-      chunk.map((s) => s.lastSeq.toString()),
-      chunk.map((s) => s.sessionId),
-      chunk.map((s) => s.status),
-      chunk.map((s) => s.statusDetail),
-      chunk.map((s) => hexOrNull(s.stats)),
-    ]);
+    await tx.query(FLUSH_SQL, snapshotArrays(chunk));
   });
 }
 
