@@ -27,7 +27,7 @@ import { matchesSelector, parseSelector } from './selector.js';
 import type { EventRow, Store, TokenRow } from './store/store.js';
 import { newTokenRow } from './tokens.js';
 import type { WatchFilter } from './watch-hub.js';
-import { checkString, checkWorkerId } from './validate.js';
+import { checkProgressIntervalMs, checkString, checkWorkerId } from './validate.js';
 import { toHeartbeatDelta, toWorkerMessage } from './worker.js';
 
 // RegistryService handlers, written once and served by both transports.
@@ -82,7 +82,7 @@ function watchFilter(states: WorkerState[], selector: string): WatchFilter | nul
  * second, and the watcher decodes each in a few milliseconds.
  */
 const WATCH_BATCH = 500;
-export const WATCH_BATCH_LIVENESS = 1000;
+export const WATCH_BATCH_LIVENESS = 50_000;
 const TOKEN_ID = /^tok_[0-9a-f]{16}$/;
 
 export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof RegistryService> {
@@ -267,33 +267,49 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
 
     async *watchWorkers(req, ctx): AsyncIterable<WatchWorkersResponse> {
       const filter = watchFilter(req.states, req.labelSelector);
+      const progressMs = checkProgressIntervalMs(req.progressInterval);
+      const idle = progressMs === null ? undefined : { clock, ms: progressMs };
       const sub = registry.hub.subscribe(filter);
       const view = { omitStats: req.omitStats };
       const batch = req.omitStats ? WATCH_BATCH_LIVENESS : WATCH_BATCH;
       const startedAt = msToTimestamp(registry.startedAt);
-      const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => ({
-        $typeName: 'hive.v1.WatchWorkersResponse',
-        changes,
-        synced,
-        hiveTime: msToTimestamp(clock.now()),
-        hiveStartedAt: startedAt,
-      });
+      // The view is complete through drainedAt once the snapshot is out:
+      // the snapshot holds every change before the subscription, and each
+      // take that leaves nothing pending moves it on (one thread: nothing
+      // is published between the take and the stamp).
+      let drainedAt: number | null = null;
+      const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => {
+        const now = clock.now();
+        if (drainedAt !== null && sub.pending.size === 0) drainedAt = now;
+        return {
+          $typeName: 'hive.v1.WatchWorkersResponse',
+          changes,
+          synced,
+          hiveTime: msToTimestamp(now),
+          hiveStartedAt: startedAt,
+          completeThrough: drainedAt === null ? undefined : msToTimestamp(drainedAt),
+        };
+      };
       try {
         // Snapshot first: everything matching now, in batches; then changes.
+        const subscribedAt = clock.now();
         const snapshot = [...registry.workers.values()].filter((w) => sub.matches(w));
         for (const w of snapshot) sub.markVisible(w.workerId);
         for (let i = 0; i < snapshot.length || i === 0; i += batch) {
           const part = snapshot.slice(i, i + batch);
           const last = i + batch >= snapshot.length;
+          if (last) drainedAt = subscribedAt;
           yield msg(
             part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w, view) })),
             last,
           );
         }
         while (!ctx.signal.aborted && !sub.closed) {
-          await sub.waitForChanges(ctx.signal);
+          await sub.waitForChanges(ctx.signal, idle);
+          if (ctx.signal.aborted || sub.closed) break;
           const changes = sub.take(batch);
-          if (changes.length === 0) continue;
+          // Quiet for progress_interval: a message without changes moves complete_through on.
+          if (changes.length === 0 && !idle) continue;
           yield msg(
             changes.map((c) =>
               req.heartbeatDeltas && c.touch

@@ -1,4 +1,5 @@
 import type { HeartbeatRequest, RegisterWorkerRequest } from '../gen/hive/v1/registry_pb.js';
+import type { Duration } from '@bufbuild/protobuf/wkt';
 import { HealthStatus } from '../gen/hive/v1/registry_pb.js';
 import { invalidArgument } from './errors.js';
 import { parseSelector } from './selector.js';
@@ -60,6 +61,14 @@ export function checkIntervalMs(ms: number | undefined): number {
   if (ms === undefined) throw invalidArgument('heartbeat_interval is required');
   if (!Number.isFinite(ms) || ms < LIMITS.minIntervalMs || ms > LIMITS.maxIntervalMs)
     throw invalidArgument(`heartbeat_interval must be between ${LIMITS.minIntervalMs} ms and 24 h`);
+  return ms;
+}
+
+/** A watch's progress_interval in ms, null when unset. */
+export function checkProgressIntervalMs(d: Duration | undefined): number | null {
+  if (!d) return null;
+  const ms = durationToMs(d);
+  if (ms === undefined || !Number.isFinite(ms) || ms < 10 || ms > 60_000) throw invalidArgument('progress_interval must be between 10 ms and 60 s');
   return ms;
 }
 

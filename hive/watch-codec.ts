@@ -144,6 +144,7 @@ export function encodeWatchWorkersResponse(m: WatchWorkersResponse): Buffer | nu
     o.bool(2, m.synced);
     o.time(3, m.hiveTime);
     o.time(4, m.hiveStartedAt);
+    o.time(5, m.completeThrough);
     return Buffer.from(o.buf.subarray(0, o.pos));
   } catch (err) {
     if (err === BAIL) return null;

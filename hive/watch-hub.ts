@@ -1,4 +1,5 @@
 import { WorkerChangeType, WorkerState } from '../gen/hive/v1/registry_pb.js';
+import type { Clock } from '../lib/clock.js';
 import type { LiveWorker } from './worker.js';
 import { matchesSelector, type Selector } from './selector.js';
 
@@ -6,6 +7,9 @@ import { matchesSelector, type Selector } from './selector.js';
 // a map of pending changes keyed by worker: a burst of heartbeats from one
 // worker collapses into its latest state, so a slow watcher costs memory
 // bounded by the fleet size, never by the heartbeat rate.
+
+/** The abort reason of an idle timer ended by a change: a constant, so a wake builds no DOMException. */
+const WOKEN = Symbol('woken');
 
 export interface WatchFilter {
   states: Set<WorkerState> | null;
@@ -84,16 +88,25 @@ export class Subscription {
     }
   }
 
-  /** Resolves when there is something pending (and the event loop's turn that brought it has ended) or the subscription closed. */
-  waitForChanges(signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves when there is something pending (and the event loop's turn
+   * that brought it has ended) or the subscription closed; with idle, also
+   * once idle.ms pass with nothing pending (a progress message is due).
+   */
+  waitForChanges(signal: AbortSignal, idle?: { clock: Clock; ms: number }): Promise<void> {
     if (this.pending.size > 0 || this.closed || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
-      const onAbort = () => resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.wake = () => {
-        signal.removeEventListener('abort', onAbort);
+      const timer = idle ? new AbortController() : null;
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        timer?.abort(WOKEN);
+        // A wake queued before the timer fired must not clear a later wait's wake.
+        if (this.wake === done) this.wake = null;
         resolve();
       };
+      signal.addEventListener('abort', done, { once: true });
+      this.wake = done;
+      if (idle) idle.clock.sleep(idle.ms, timer!.signal).then(done, () => undefined);
     });
   }
 

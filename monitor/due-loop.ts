@@ -86,6 +86,16 @@ export class DueLoop {
     }
   }
 
+  /**
+   * Tells the loop that now() moved on by itself (a view's watermark, not a
+   * clock): a sleeping loop wakes when its head is due by the new now.
+   */
+  advanced(): void {
+    if (this.parked !== 'sleeping' || !this.wake) return;
+    const head = this.o.queue.peek();
+    if (head && head.at <= this.now()) this.wake();
+  }
+
   private async park(why: Parked, ms: number | null): Promise<void> {
     this.parked = why;
     try {

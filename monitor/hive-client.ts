@@ -6,6 +6,10 @@ import { hiveBaseUrl, type ClientTls } from '../lib/tls-client.js';
 import { wideWindowSessionManager } from '../lib/http2-window.js';
 import { CommandType, RegistryService, WorkerState, type WatchWorkersResponse, type Worker } from '../gen/hive/v1/registry_pb.js';
 import { sanitizeReason } from './reason.js';
+import { msToDuration } from '../lib/duration.js';
+
+/** How often a quiet watch reports how far the monitor's view is complete (complete_through). */
+export const WATCH_PROGRESS_MS = 50;
 
 // The monitor's side of the hive's API, as the narrow interface its parts
 // depend on (tests hand them fakes), and its implementation over gRPC with
@@ -72,7 +76,8 @@ export function createHiveApi(addr: string, token: string, opts: HiveApiOptions 
       // The monitor reads liveness only (state, last_seen, seq, session, interval,
       // labels, policy): the stats of every heartbeat would be wasted bytes,
       // and so would the unchanged rest of a worker that only heartbeated.
-      return registry.watchWorkers({ labelSelector, omitStats: true, heartbeatDeltas: true }, { headers, signal });
+      // A quiet registry still says every WATCH_PROGRESS_MS how far the view is complete.
+      return registry.watchWorkers({ labelSelector, omitStats: true, heartbeatDeltas: true, progressInterval: msToDuration(WATCH_PROGRESS_MS) }, { headers, signal });
     },
     async markStale(ref, reason) {
       const res = await control.markStale({ ...ref, reason: sanitizeReason(reason), fencingToken: fencingToken() }, call);

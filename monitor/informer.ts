@@ -36,7 +36,12 @@ export interface InformerListener {
   onRemove?(prev: Worker): void;
   /** The stream broke after having synced; the view is stale until the next onSynced. */
   onDisconnected?(at: number): void;
+  /** The view is now complete through this hive time (the hive's complete_through moved on). */
+  onProgress?(hiveMs: number): void;
 }
+
+/** Changes applied between two yields to the event loop. */
+const APPLY_SLICE = 1000;
 
 export type WatchFn = (signal: AbortSignal) => AsyncIterable<WatchWorkersResponse>;
 
@@ -78,6 +83,8 @@ export function createInformer(deps: InformerDeps) {
   let lostAt: number | null = null;
   let hiveStartedAt: number | null = null;
   let resyncs = 0;
+  /** This stream's complete_through (hive ms); null until the hive first says. */
+  let completeThrough: number | null = null;
 
   const count = (s: WorkerState, d: number) => stateCounts.set(s, (stateCounts.get(s) ?? 0) + d);
 
@@ -145,6 +152,7 @@ export function createInformer(deps: InformerDeps) {
     let snapshot: Map<string, Worker> | null = new Map();
     let reachedSync = false;
     hiveClock.reset();
+    completeThrough = null;
     try {
       for await (const msg of deps.watch(signal)) {
         const hiveTime = timestampToMs(msg.hiveTime);
@@ -164,7 +172,11 @@ export function createInformer(deps: InformerDeps) {
             reachedSync = true;
           }
         } else {
+          let n = 0;
           for (const c of msg.changes) {
+            // A message holds what changed in a turn of the hive's event
+            // loop, up to the whole fleet: due timers run every so often.
+            if (++n % APPLY_SLICE === 0) await yieldToEventLoop();
             if (!c.worker) continue;
             if (c.type === WorkerChangeType.REMOVED) drop(c.worker.workerId);
             else if (c.type === WorkerChangeType.HEARTBEAT) {
@@ -173,6 +185,11 @@ export function createInformer(deps: InformerDeps) {
               else log.warn({ workerId: c.worker.workerId }, 'heartbeat delta for a worker the watch never sent; ignored');
             } else put(c.worker);
           }
+        }
+        const through = snapshot ? undefined : timestampToMs(msg.completeThrough);
+        if (through !== undefined && (completeThrough === null || through > completeThrough)) {
+          completeThrough = through;
+          emit('onProgress', through);
         }
         // Messages that came in one read are handed over back to back: let
         // the timers that are due (stale deadlines) run between them.
@@ -207,6 +224,10 @@ export function createInformer(deps: InformerDeps) {
 
   return {
     hiveClock,
+    /** The hive time the view is complete through (this stream's complete_through); null until the hive says. */
+    get completeThrough(): number | null {
+      return completeThrough;
+    },
     start(): void {
       loop ??= run();
     },

@@ -11,6 +11,10 @@ export interface MonitorGaugeSources {
   watchedWorkers(): number;
   failedWorkers(): number;
   deadlines(): number;
+  /** Due stale marks waiting for the view to catch up. */
+  heldMarks(): number;
+  /** How far the view lags the hive's clock, in ms (0 where the hive does not say). */
+  viewBehindMs(): number;
   guardEngaged(): boolean;
   watchConnected(): boolean;
   leader(): boolean;
@@ -18,6 +22,9 @@ export interface MonitorGaugeSources {
 
 export const RESTART_RESULTS = ['issued', 'verified', 'failed'] as const;
 export type RestartResult = (typeof RESTART_RESULTS)[number];
+
+/** What a MarkStale call came to: applied, or refused for a heartbeat the view had not shown yet, and the rest. */
+export const MARK_ANSWERS = ['applied', 'done', 'heartbeated', 'later', 'moot', 'retry'] as const;
 
 /** Fine below 0.25 s (the target is 0.1 s), coarse above for outliers. */
 export const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -33,6 +40,13 @@ export function createMonitorMetrics(prom: PromRegistry, src: MonitorGaugeSource
     buckets: LAG_BUCKETS,
     registers: [prom],
   });
+  const markCalls = new Counter({
+    name: 'hive_monitor_stale_mark_calls_total',
+    help: 'MarkStale calls by answer: applied; heartbeated (the hive had a heartbeat the view lacked); later (not due by the hive\'s clock); moot; retry (failed, sent again); done (already marked).',
+    labelNames: ['answer'],
+    registers: [prom],
+  });
+  for (const a of MARK_ANSWERS) markCalls.labels(a).inc(0);
   const restarts = new Counter({ name: 'hive_monitor_restarts_total', help: 'Restart attempts by action and outcome (issued, verified, failed).', labelNames: ['action', 'result'], registers: [prom] });
   const attempts = new Counter({ name: 'hive_monitor_restart_attempts_total', help: 'Restart attempts started, by action.', labelNames: ['action'], registers: [prom] });
   const alerts = new Counter({ name: 'hive_monitor_alerts_sent_total', help: 'Alerts delivered to at least one receiver, by severity.', labelNames: ['severity'], registers: [prom] });
@@ -56,12 +70,17 @@ export function createMonitorMetrics(prom: PromRegistry, src: MonitorGaugeSource
   gauge('hive_monitor_leader', 'Whether this monitor is the leader that acts (1) or a standby (0).', () => (src.leader() ? 1 : 0));
   gauge('hive_monitor_watched_workers', 'Workers in the monitor\'s view of the registry.', src.watchedWorkers);
   gauge('hive_monitor_deadlines', 'Stale deadlines in the deadline queue.', src.deadlines);
+  gauge('hive_monitor_stale_marks_held', 'Due stale marks held until the view is complete through half an interval before their deadline.', src.heldMarks);
+  gauge('hive_monitor_view_behind_seconds', 'The hive\'s clock (estimated) minus the time the watch says the view is complete through.', () => src.viewBehindMs() / 1000);
   gauge('hive_monitor_watch_connected', 'Whether the WatchWorkers stream is open and synced (1) or not (0).', () => (src.watchConnected() ? 1 : 0));
 
   return {
     staleDetected(lagSeconds: number): void {
       stale.inc();
       lag.observe(Math.max(0, lagSeconds));
+    },
+    markAnswer(answer: (typeof MARK_ANSWERS)[number]): void {
+      markCalls.labels(answer).inc();
     },
     restart(action: ActionName, result: RestartResult): void {
       restarts.labels(action, result).inc();

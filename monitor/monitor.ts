@@ -120,13 +120,20 @@ export function createMonitor(deps: MonitorDeps) {
     log: log.child({ component: 'stale-detector' }),
     hive,
     hiveNow: () => informer.hiveClock.now(),
+    viewThrough: () => informer.completeThrough,
     onMarked: (_w, lagMs) => metrics.staleDetected(lagMs / 1000),
+    onAnswer: (answer) => metrics.markAnswer(answer),
   });
 
   const metrics = createMonitorMetrics(deps.prom, {
     watchedWorkers: () => informer.size,
     failedWorkers: () => informer.countIn(WorkerState.FAILED),
     deadlines: () => detector.size,
+    heldMarks: () => detector.held,
+    viewBehindMs: () => {
+      const through = informer.completeThrough;
+      return through === null ? 0 : Math.max(0, informer.hiveClock.now() - through);
+    },
     guardEngaged: () => guard.engaged,
     watchConnected: () => informer.synced,
     leader: isLeader,
@@ -232,6 +239,9 @@ export function createMonitor(deps: MonitorDeps) {
       const now = clock.now();
       guard.noteNotStale(prev.workerId, now);
       guard.maybeRelease(now);
+    },
+    onProgress() {
+      detector.advanced();
     },
     onDisconnected() {
       // What we cannot see we do not judge: no marks, no restarts.

@@ -5,11 +5,17 @@ import type { Logger } from '../lib/logger.js';
 import { DeadlineQueue, type Due } from './deadline-queue.js';
 import { DueLoop } from './due-loop.js';
 import type { HiveApi } from './hive-client.js';
-import { classifyMarkError } from './hive-errors.js';
+import { classifyMarkError, type MarkOutcome } from './hive-errors.js';
 
 // Stale detection: one deadline per worker (last seen + 2x its interval,
 // in the hive's clock) in a deadline queue, one loop that sleeps until the
 // earliest, and a MarkStale compare-and-set on the seq the monitor saw.
+// A due deadline is acted on only if the view is complete through half an
+// interval before it (the watch's complete_through): the heartbeat that
+// would have met it was due an interval earlier, so a view that far along
+// has it. A view further behind (a saturated hive or monitor) holds the
+// mark until it catches up, instead of sending marks the hive refuses for
+// heartbeats the monitor has not seen, a flood that puts it further behind.
 // The hive has the last word: a late heartbeat always wins (the mark is
 // refused and the deadline dropped; the watch brings the new one), and a
 // mark it finds early is retried when it says. Transient failures are
@@ -54,17 +60,27 @@ export function graceBaseAfterGap(syncAtHive: number, gapMs: number, factor: num
   return syncAtHive + Math.min(Math.max(0, gapMs) * factor, maxMs);
 }
 
+/** What one MarkStale call came to. */
+export type MarkAnswer = 'applied' | 'done' | MarkOutcome['kind'];
+
 export interface StaleDetectorDeps {
   clock: Clock;
   log: Logger;
   hive: Pick<HiveApi, 'markStale'>;
   /** The hive's clock as estimated by the informer. */
   hiveNow: () => number;
+  /**
+   * The hive time the view is complete through (the watch's
+   * complete_through), or null where the hive does not say.
+   */
+  viewThrough?: () => number | null;
   maxInFlight?: number;
   retryBaseMs?: number;
   retryCapMs?: number;
   /** A mark this call applied; lagMs = hive mark time - the deadline. */
   onMarked?: (w: Worker, lagMs: number) => void;
+  /** Every MarkStale answer: applied, or why not (MarkOutcome's kind; 'done' for an answer that changed nothing). */
+  onAnswer?: (outcome: MarkAnswer) => void;
 }
 
 export type StaleDetector = ReturnType<typeof createStaleDetector>;
@@ -72,6 +88,8 @@ export type StaleDetector = ReturnType<typeof createStaleDetector>;
 export function createStaleDetector(deps: StaleDetectorDeps) {
   const { clock, log, hive } = deps;
   const queue = new DeadlineQueue();
+  /** Due deadlines waiting for the view, keyed by the hive time the view must reach. */
+  const held = new DeadlineQueue();
   const observed = new Map<string, Observed>();
   const inFlight = new Map<string, Observed>();
   const retries = new Map<string, number>();
@@ -89,6 +107,31 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     now: deps.hiveNow,
     capacity: () => maxInFlight - inFlight.size,
     onDue: (due) => {
+      for (const d of due) {
+        const obs = observed.get(d.key);
+        if (obs && !viewHas(obs)) {
+          held.update(d.key, viewNeeded(obs));
+          heldLoop.poke();
+        } else fire(d);
+      }
+    },
+  });
+
+  const viewThrough = deps.viewThrough ?? (() => null);
+  const viewNeeded = (obs: Observed) => obs.dueAt - obs.intervalMs / 2;
+  function viewHas(obs: Observed): boolean {
+    const through = viewThrough();
+    return through === null || through >= viewNeeded(obs);
+  }
+
+  // Hands out held marks as the view catches up; shares the in-flight bound.
+  const heldLoop = new DueLoop({
+    clock,
+    queue: held,
+    log,
+    now: () => viewThrough() ?? Infinity,
+    capacity: () => maxInFlight - inFlight.size,
+    onDue: (due) => {
       for (const d of due) fire(d);
     },
   });
@@ -100,13 +143,14 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     void mark(d.key, obs).finally(() => {
       inFlight.delete(d.key);
       loop.poke();
+      heldLoop.poke();
     });
   }
 
   function requeue(id: string, obs: Observed, at: number): void {
     // A newer observation (the watch delivered a heartbeat while the call
     // was in flight) has set its own deadline: that one stands.
-    if (observed.get(id) !== obs || queue.has(id)) return;
+    if (observed.get(id) !== obs || queue.has(id) || held.has(id)) return;
     queue.update(id, at);
     loop.poke();
   }
@@ -120,6 +164,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
       );
       retries.delete(id);
       if (observed.get(id) === obs) observed.delete(id);
+      deps.onAnswer?.(applied && worker ? 'applied' : 'done');
       if (!applied || !worker) return;
       const markedAt = timestampToMs(worker.stateSince) ?? deps.hiveNow();
       const lagMs = markedAt - obs.dueAt;
@@ -127,6 +172,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
       deps.onMarked?.(worker, lagMs);
     } catch (err) {
       const outcome = classifyMarkError(err);
+      deps.onAnswer?.(outcome.kind);
       switch (outcome.kind) {
         case 'heartbeated':
           retries.delete(id);
@@ -157,6 +203,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     observed.delete(id);
     retries.delete(id);
     if (queue.remove(id)) loop.poke();
+    if (held.remove(id)) heldLoop.poke();
   }
 
   return {
@@ -186,6 +233,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
       observed.set(id, obs);
       queue.update(id, dueAt);
       loop.poke();
+      if (held.remove(id)) heldLoop.poke();
     },
     remove(id: string): void {
       forget(id);
@@ -198,24 +246,34 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     setPromotedAt(hiveMs: number): void {
       promotedAt = hiveMs;
     },
+    /** The view moved on (viewThrough advanced): held marks it has caught up with go out now. */
+    advanced(): void {
+      heldLoop.advanced();
+    },
     /** Pauses marking while the registry is out of sight; deadlines stay queued. */
     setEnabled(on: boolean): void {
       loop.setEnabled(on);
+      heldLoop.setEnabled(on);
     },
     start(): void {
       loop.start();
+      heldLoop.start();
     },
     async stop(): Promise<void> {
-      await loop.stop();
+      await Promise.all([loop.stop(), heldLoop.stop()]);
     },
     get size(): number {
-      return queue.size;
+      return queue.size + held.size;
+    },
+    /** Due marks waiting for the view to catch up. */
+    get held(): number {
+      return held.size;
     },
     get inFlight(): number {
       return inFlight.size;
     },
     deadline(id: string): number | undefined {
-      return queue.get(id);
+      return queue.get(id) ?? (held.has(id) ? observed.get(id)?.dueAt : undefined);
     },
   };
 }

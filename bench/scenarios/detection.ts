@@ -7,7 +7,7 @@ import { closeLoadgen, startLoadgen } from '../lib/measure.js';
 import { insertFleet, migrateSchema, newSchemaName } from '../lib/pg.js';
 import { processCpuSeconds, sleep } from '../lib/procfs.js';
 import { startHive } from '../lib/servers.js';
-import { ROOT, spawnNode } from '../lib/spawn.js';
+import { freePort, ROOT, spawnNode } from '../lib/spawn.js';
 import { percentile } from '../lib/stats.js';
 
 // Detection lag under load: 10,000 workers heartbeat every second over
@@ -24,6 +24,18 @@ export function monitorMissing(): string | null {
   if (process.env.BENCH_MONITOR_ENTRY) return existsSync(resolve(ROOT, MONITOR_ENTRY)) ? null : `monitor not available (BENCH_MONITOR_ENTRY=${MONITOR_ENTRY} does not exist)`;
   if (!existsSync(join(ROOT, 'monitor/main.ts'))) return 'monitor not available (monitor/main.ts does not exist yet)';
   return null;
+}
+
+/** The monitor's MarkStale answers so far, by answer (hive_monitor_stale_mark_calls_total); empty when /metrics cannot be read. */
+async function markAnswers(port: number): Promise<Record<string, number>> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/^hive_monitor_stale_mark_calls_total\{answer="(\w+)"\} (\d+)/gm)) if (Number(m[2]) > 0) out[m[1]] = Number(m[2]);
+    return out;
+  } catch {
+    return {};
+  }
 }
 
 export const detectionScenario: Scenario = {
@@ -69,10 +81,12 @@ export const detectionScenario: Scenario = {
       // under one interval). Started before, it would rightly mark the
       // workers that were inserted long ago and had not yet spoken.
       await sleep(3000);
-      monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', '127.0.0.1:0'], { env: { LOG_LEVEL: process.env.BENCH_MONITOR_LOG_LEVEL || 'warn' }, nodeArgs: process.env.BENCH_MONITOR_NODE_ARGS?.split(' ').filter(Boolean) });
+      const monitorPort = await freePort();
+      monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', `127.0.0.1:${monitorPort}`], { env: { LOG_LEVEL: process.env.BENCH_MONITOR_LOG_LEVEL || 'warn' }, nodeArgs: process.env.BENCH_MONITOR_NODE_ARGS?.split(' ').filter(Boolean) });
       await sleep(2000);
       if (!monitor.alive()) throw new Skip(`skipped: monitor not available (${MONITOR_ENTRY} exited: ${monitor.tail().split('\n').slice(-3).join(' | ')})`);
       const result = await fleetRun;
+      const answers = await markAnswers(monitorPort);
       const streamLoad = await measuring;
       const hiveCores = (processCpuSeconds(hive.child.pid) - c0) / ((Date.now() - t0) / 1000);
       await load.call({ type: 'pause' });
@@ -81,7 +95,8 @@ export const detectionScenario: Scenario = {
       const falseMarks = result.marks.filter((m) => !m.silenced).length;
       ctx.log(
         `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
-          `${falseMarks} false marks, stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores`,
+          `${falseMarks} false marks, stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores; ` +
+          `mark calls: ${Object.entries(answers).map(([k, v]) => `${v} ${k}`).join(', ') || 'not read'}`,
       );
       return {
         status: result.missed > 0 || falseMarks > 0 ? 'failed' : 'ok',
@@ -95,6 +110,7 @@ export const detectionScenario: Scenario = {
           fleetBeatsPerSec: { value: result.beats / 20, unit: '/s' },
           streamLoadOpsPerSec: { value: streamLoad.opsPerSec, unit: 'ops/s', note: 'the closed-loop stream load running beside the fleet' },
           hiveCores: { value: hiveCores, unit: 'cores' },
+          marksRefusedHeartbeated: { value: answers.heartbeated ?? NaN, unit: 'calls', note: 'MarkStale calls the hive refused for a heartbeat the monitor had not seen yet' },
         },
         notes: [
           `${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silentCount} of them go silent (stream left open) between 10 s and 15 s.`,

@@ -10,7 +10,7 @@ import { ServerReflection as ServerReflectionAlpha } from '../../gen/grpc/reflec
 import { HeartbeatRequestSchema, RegistryService, TokenScope, WorkerChangeType, WorkerState } from '../../gen/hive/v1/registry_pb.js';
 import { parseAddr } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
-import { msToDuration } from '../../lib/duration.js';
+import { msToDuration, timestampToMs } from '../../lib/duration.js';
 import { startHive, type HiveHandle } from '../../hive/server.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../support/pg.js';
 import { tempDir } from '../support/procs.js';
@@ -164,9 +164,9 @@ describe('hive transports', () => {
     expect((err as ConnectError).rawMessage).not.toContain('not-a-real-token');
   });
 
-  it('a burst of heartbeats reaches a liveness watcher coalesced, in messages of at most the batch size, none lost', async () => {
+  it('a burst of heartbeats in one turn reaches a liveness watcher as one message, coalesced, none lost, complete through all of them', async () => {
     const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
-    const n = 2 * WATCH_BATCH_LIVENESS + 100;
+    const n = 2100;
     const ids = Array.from({ length: n }, (_, i) => `burst-${String(i).padStart(5, '0')}`);
     for (let i = 0; i < n; i += 100) {
       await Promise.all(ids.slice(i, i + 100).map((workerId) => admin.registerWorker({ workerId, labels: { pool: 'burst' }, heartbeatInterval: msToDuration(1000) }, auth(hive.adminToken))));
@@ -182,14 +182,51 @@ describe('hive transports', () => {
     for (const id of ids) void beat(id, 2n);
     const sizes: number[] = [];
     const seen = new Map<string, bigint>();
+    let lastSeen = 0;
     while (seen.size < n) {
       msg = (await iter.next()).value!;
+      if (msg.changes.length === 0) continue; // a progress message
       sizes.push(msg.changes.length);
-      for (const c of msg.changes) seen.set(c.worker!.workerId, c.worker!.lastSeq);
+      for (const c of msg.changes) {
+        seen.set(c.worker!.workerId, c.worker!.lastSeq);
+        lastSeen = Math.max(lastSeen, timestampToMs(c.worker!.lastSeen)!);
+      }
     }
     ctl.abort();
-    expect(sizes).toEqual([WATCH_BATCH_LIVENESS, WATCH_BATCH_LIVENESS, 100]);
+    expect(sizes).toEqual([n]);
+    expect(n).toBeLessThan(WATCH_BATCH_LIVENESS);
     expect([...seen.values()].every((seq) => seq === 2n)).toBe(true);
+    expect(timestampToMs(msg.completeThrough)).toBeGreaterThanOrEqual(lastSeen);
+  });
+
+  it('WatchWorkers says how far the view is complete: from the snapshot on, past every heartbeat it carries, and every progress_interval in a quiet registry', async () => {
+    const admin = createClient(RegistryService, transports()['grpc (grpc-js port)']);
+    await admin.registerWorker({ workerId: 'w-ct', labels: { pool: 'ct' }, heartbeatInterval: msToDuration(60_000) }, auth(hive.adminToken));
+    const ctl = new AbortController();
+    const iter = admin
+      .watchWorkers({ labelSelector: 'pool=ct', omitStats: true, heartbeatDeltas: true, progressInterval: msToDuration(20) }, { ...auth(hive.adminToken), signal: ctl.signal })
+      [Symbol.asyncIterator]();
+    const through = (m: { completeThrough?: Parameters<typeof timestampToMs>[0] }) => timestampToMs(m.completeThrough)!;
+    const synced = (await iter.next()).value!;
+    expect(synced.synced).toBe(true);
+    expect(through(synced)).toBeLessThanOrEqual(timestampToMs(synced.hiveTime)!);
+    const quiet = [(await iter.next()).value!, (await iter.next()).value!];
+    expect(quiet.map((m) => m.changes.length)).toEqual([0, 0]);
+    expect(through(quiet[0])).toBeGreaterThan(through(synced));
+    expect(through(quiet[1])).toBeGreaterThan(through(quiet[0]));
+    await hive.registry.heartbeat(workerPrincipal(hive.registry, 'w-ct'), create(HeartbeatRequestSchema, { workerId: 'w-ct', sessionId: 's', seq: 1n, status: 1 }));
+    let msg = (await iter.next()).value!;
+    while (msg.changes.length === 0) msg = (await iter.next()).value!;
+    expect(msg.changes[0].worker!.workerId).toBe('w-ct');
+    expect(through(msg)).toBeGreaterThanOrEqual(timestampToMs(msg.changes[0].worker!.lastSeen)!);
+    ctl.abort();
+    for (const ms of [5, 61_000]) {
+      const err = await (async () => {
+        for await (const _ of admin.watchWorkers({ progressInterval: msToDuration(ms) }, auth(hive.adminToken))) void _;
+      })().catch((e: unknown) => e);
+      expect(ConnectError.from(err).code).toBe(Code.InvalidArgument);
+      expect(ConnectError.from(err).rawMessage).toContain('progress_interval must be between 10 ms and 60 s');
+    }
   });
 
   it('WatchWorkers with omit_stats sends workers without stats; with heartbeat_deltas a heartbeat is its liveness fields only; the monitor watches both ways', async () => {

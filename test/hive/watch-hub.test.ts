@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../lib/clock.js';
 import { WorkerChangeType, WorkerState } from '../../gen/hive/v1/registry_pb.js';
 import { WatchHub } from '../../hive/watch-hub.js';
 import type { LiveWorker } from '../../hive/worker.js';
@@ -44,5 +45,46 @@ describe('watch hub', () => {
       ['d', WorkerChangeType.UPDATED, 'HEALTHY', false], // frozen before the state change: sent whole (a rare path)
       ['d', WorkerChangeType.UPDATED, 'STALE', false],
     ]);
+  });
+
+  it('a wait with an idle interval ends after it with nothing pending, or at the first change, which ends the timer', async () => {
+    const clock = new ManualClock();
+    const hub = new WatchHub();
+    const sub = hub.subscribe(null);
+    const signal = new AbortController().signal;
+    let woke = 0;
+    void sub.waitForChanges(signal, { clock, ms: 50 }).then(() => woke++);
+    await clock.advance(49);
+    expect(woke).toBe(0);
+    await clock.advance(1);
+    expect(woke).toBe(1);
+    expect(sub.pending.size).toBe(0); // a progress message is due
+
+    void sub.waitForChanges(signal, { clock, ms: 50 }).then(() => woke++);
+    expect(clock.pending).toBe(1);
+    hub.touch(worker('w1'));
+    await new Promise((r) => setImmediate(r));
+    expect(woke).toBe(2);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a change that lands as the idle timer fires does not strand the next wait', async () => {
+    const clock = new ManualClock();
+    const hub = new WatchHub();
+    const sub = hub.subscribe(null);
+    const signal = new AbortController().signal;
+    let woke = 0;
+    // As the watch handler does: the next wait starts in the continuation of the last.
+    void sub.waitForChanges(signal, { clock, ms: 50 }).then(() => {
+      woke++;
+      sub.take(10);
+      void sub.waitForChanges(signal).then(() => woke++); // no idle timer: only a change ends it
+    });
+    hub.touch(worker('w1')); // its wake is queued for the end of the turn...
+    await clock.advance(50); // ...the timer ends the wait first, and the queued wake runs after the next wait began
+    expect(woke).toBe(1);
+    hub.touch(worker('w2'));
+    await new Promise((r) => setImmediate(r));
+    expect(woke).toBe(2);
   });
 });

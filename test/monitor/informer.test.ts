@@ -38,6 +38,7 @@ function setup() {
         onChange: (w: Worker, prev?: Worker) => log.push(`change ${w.workerId} ${prev ? WorkerState[prev.state] : '-'}->${WorkerState[w.state]}`),
         onRemove: (prev: Worker) => log.push(`remove ${prev.workerId}`),
         onDisconnected: () => log.push('disconnected'),
+        onProgress: (t: number) => log.push(`complete through +${t - T0}`),
       },
     ],
   });
@@ -83,6 +84,26 @@ describe('informer', () => {
     hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: T0 }));
     await flushMicrotasks();
     expect(log).toEqual([]);
+  });
+
+  it('follows complete_through from the message that ends the snapshot on, forward only, afresh on each stream', async () => {
+    const { clock, hive, log, inf } = setup();
+    await flushMicrotasks();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'a' })]], { hiveTime: T0 }));
+    await flushMicrotasks();
+    expect(inf.completeThrough).toBeNull();
+    hive.stream.push(watchMsg([[ADDED, worker({ id: 'b' })]], { hiveTime: T0 + 5, synced: true, completeThrough: T0 }));
+    hive.stream.push(watchMsg([[HEARTBEAT, worker({ id: 'a', seq: 2, lastSeen: T0 + 40 })]], { hiveTime: T0 + 50, completeThrough: T0 + 50 }));
+    hive.stream.push(watchMsg([], { hiveTime: T0 + 60, completeThrough: T0 + 50 })); // the watch is behind: it stands still
+    hive.stream.push(watchMsg([], { hiveTime: T0 + 100, completeThrough: T0 + 100 })); // a quiet registry's progress message
+    await flushMicrotasks();
+    expect(log.filter((l) => l.startsWith('complete'))).toEqual(['complete through +0', 'complete through +50', 'complete through +100']);
+    expect(log.indexOf('complete through +50')).toBeGreaterThan(log.indexOf('change a HEALTHY->HEALTHY')); // after the changes it covers
+    expect(inf.completeThrough).toBe(T0 + 100);
+    hive.stream.fail();
+    await flushMicrotasks();
+    await clock.advance(125);
+    expect(inf.completeThrough).toBeNull(); // a new stream, maybe another hive: nothing known yet
   });
 
   it('reconnects with backoff, resyncs, and delivers what changed while it was away', async () => {

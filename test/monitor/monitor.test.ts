@@ -330,6 +330,9 @@ describe('monitor (wired, fake hive, manual clock)', () => {
       'hive_monitor_watched_workers 1',
       'hive_monitor_deadlines 1',
       'hive_monitor_watch_connected 1',
+      'hive_monitor_stale_mark_calls_total{answer="heartbeated"} 0',
+      'hive_monitor_stale_marks_held 0',
+      'hive_monitor_view_behind_seconds 0',
       'process_cpu_seconds_total',
     ]) {
       expect(text, name).toContain(name);

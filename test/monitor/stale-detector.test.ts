@@ -16,10 +16,11 @@ afterEach(async () => {
   detector = undefined;
 });
 
-function setup(opts: { skewMs?: number; maxInFlight?: number } = {}) {
+function setup(opts: { skewMs?: number; maxInFlight?: number; viewThrough?: () => number | null } = {}) {
   const clock = new ManualClock(T0);
   const hive = new FakeHive({ now: () => clock.now() });
   const marked: Array<{ id: string; lagMs: number }> = [];
+  const answers: string[] = [];
   detector = createStaleDetector({
     clock,
     log: silentLog,
@@ -27,7 +28,9 @@ function setup(opts: { skewMs?: number; maxInFlight?: number } = {}) {
     // The monitor's estimate of the hive's clock (skewMs: how wrong it is).
     hiveNow: () => clock.now() + (opts.skewMs ?? 0),
     maxInFlight: opts.maxInFlight,
+    viewThrough: opts.viewThrough,
     onMarked: (w, lagMs) => marked.push({ id: w.workerId, lagMs }),
+    onAnswer: (a) => answers.push(a),
   });
   detector.start();
   /** A heartbeat reaches the hive (and, unless told otherwise, the monitor's watch). */
@@ -37,7 +40,7 @@ function setup(opts: { skewMs?: number; maxInFlight?: number } = {}) {
     if (o.seen !== false) detector!.observe(w);
     return w;
   };
-  return { clock, hive, marked, d: detector, beat };
+  return { clock, hive, marked, answers, d: detector, beat };
 }
 
 describe('deadlineOf', () => {
@@ -60,6 +63,60 @@ describe('deadlineOf', () => {
 });
 
 describe('stale detector', () => {
+  it('holds a due mark until the view is complete through half an interval before the deadline', async () => {
+    let through: number | null = T0;
+    const { clock, hive, marked, answers, beat, d } = setup({ viewThrough: () => through });
+    beat('w1', 1); // deadline T0 + 2000; the view must reach T0 + 1500
+    await clock.advance(2000);
+    expect(hive.called('markStale')).toHaveLength(0);
+    expect(d.held).toBe(1);
+    through = T0 + 1499;
+    d.advanced();
+    await flushMicrotasks();
+    expect(hive.called('markStale')).toHaveLength(0);
+    await clock.advance(300); // the view, not the clock, lets it go
+    expect(hive.called('markStale')).toHaveLength(0);
+    through = T0 + 1500;
+    d.advanced();
+    await flushMicrotasks();
+    expect(hive.called('markStale')).toHaveLength(1);
+    expect(marked).toEqual([{ id: 'w1', lagMs: 300 }]);
+    expect(answers).toEqual(['applied']);
+    expect(d.held).toBe(0);
+  });
+
+  it('a heartbeat the view brings while a mark is held drops the mark and sets the new deadline', async () => {
+    let through: number | null = T0;
+    const { clock, hive, beat, d } = setup({ viewThrough: () => through });
+    beat('w1', 1);
+    await clock.advance(2100);
+    expect(d.held).toBe(1);
+    // The late view brings the heartbeat the hive had at T0 + 1000 (the clock is at T0 + 2100).
+    const late = worker({ id: 'w1', seq: 2, lastSeen: T0 + 1000 });
+    hive.put(late);
+    through = T0 + 1200;
+    d.observe(late);
+    d.advanced();
+    await flushMicrotasks();
+    expect(d.held).toBe(0);
+    expect(hive.called('markStale')).toHaveLength(0); // without the hold: one refused for heartbeating since
+    expect(d.deadline('w1')).toBe(T0 + 3000);
+    through = T0 + 3000;
+    await clock.advance(900);
+    d.advanced();
+    await flushMicrotasks();
+    expect(hive.called('markStale')).toHaveLength(1);
+    expect(hive.workers.get('w1')!.state).toBe(WorkerState.STALE);
+  });
+
+  it('marks on the clock alone where the hive does not say how far the view is complete', async () => {
+    const { clock, hive, beat, d } = setup({ viewThrough: () => null });
+    beat('w1', 1);
+    await clock.advance(2000);
+    expect(d.held).toBe(0);
+    expect(hive.called('markStale')).toHaveLength(1);
+  });
+
   it('marks a silent worker at twice its interval after the last heartbeat, not before', async () => {
     const { clock, hive, marked, beat } = setup();
     beat('w1', 1);

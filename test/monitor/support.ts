@@ -54,12 +54,13 @@ export function worker(i: WorkerInit): Worker {
   });
 }
 
-export function watchMsg(changes: Array<[WorkerChangeType, Worker]>, o: { synced?: boolean; hiveTime: number; startedAt?: number }): WatchWorkersResponse {
+export function watchMsg(changes: Array<[WorkerChangeType, Worker]>, o: { synced?: boolean; hiveTime: number; startedAt?: number; completeThrough?: number }): WatchWorkersResponse {
   return create(WatchWorkersResponseSchema, {
     changes: changes.map(([type, w]) => ({ type, worker: w })),
     synced: o.synced ?? false,
     hiveTime: msToTimestamp(o.hiveTime),
     hiveStartedAt: msToTimestamp(o.startedAt ?? T0 - 3_600_000),
+    completeThrough: o.completeThrough === undefined ? undefined : msToTimestamp(o.completeThrough),
   });
 }
 
