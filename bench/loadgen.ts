@@ -402,6 +402,10 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   const silenced = new Map<number, number>(spec.silence.map((s) => [s.k, s.atMs]));
   const silencedIds = new Set(spec.silence.map((s) => members[s.k].workerId));
   const marks = new Map<string, StaleMark>();
+  const indexOf = new Map(members.map((m, k) => [m.workerId, k]));
+  // The last two sends of each worker (local ms): enough to find the last one before a mark the watch reports at once.
+  const sentAt = new Float64Array(members.length * 2);
+  const lastSendBefore = (k: number, t: number) => (sentAt[2 * k + 1] <= t ? sentAt[2 * k + 1] : sentAt[2 * k]);
   let beats = 0;
   let errors = 0;
   let lastError: string | null = null;
@@ -423,7 +427,10 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
       const w = c.worker;
       if (!w || w.state !== WorkerState.STALE || marks.has(w.workerId)) continue;
       const interval = w.heartbeatInterval ? Number(w.heartbeatInterval.seconds) * 1000 + w.heartbeatInterval.nanos / 1e6 : spec.intervalMs;
-      marks.set(w.workerId, { workerId: w.workerId, lagMs: tsMs(w.stateSince) - tsMs(w.lastSeen) - 2 * interval, silenced: silencedIds.has(w.workerId) });
+      const silenced = silencedIds.has(w.workerId);
+      const k = indexOf.get(w.workerId);
+      const sinceSendMs = silenced || k === undefined ? undefined : tsMs(w.stateSince) - lastSendBefore(k, tsMs(w.stateSince));
+      marks.set(w.workerId, { workerId: w.workerId, lagMs: tsMs(w.stateSince) - tsMs(w.lastSeen) - 2 * interval, silenced, sinceSendMs });
     }
   });
   watch.on('error', (err: Error) => {
@@ -445,6 +452,8 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     const beat = () => {
       const now = Date.now() - started;
       if (silentAt !== undefined && now >= silentAt) return; // hung agent: the stream stays open, nothing more is sent
+      sentAt[2 * k] = sentAt[2 * k + 1];
+      sentAt[2 * k + 1] = Date.now();
       call.write(frames.stream(++seq));
       // ±10% jitter, as the agent does.
       timers[k] = setTimeout(beat, spec.intervalMs * (0.9 + Math.random() * 0.2));

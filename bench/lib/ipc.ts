@@ -87,6 +87,14 @@ export interface StaleMark {
   /** Worker.state_since - Worker.last_seen - 2 x interval, hive clock (ms). */
   lagMs: number;
   silenced: boolean;
+  /**
+   * For a worker that was not silenced: state_since minus the load
+   * generator's last send before it (ms, same host clock). Over 2 x interval
+   * the load generator's own timers ran late (it is starved of CPU beside
+   * the load), and the mark was right; under it, the hive had a heartbeat
+   * in time and marked the worker anyway.
+   */
+  sinceSendMs?: number;
 }
 
 export interface FleetResult {
