@@ -403,7 +403,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   const silencedIds = new Set(spec.silence.map((s) => members[s.k].workerId));
   const marks = new Map<string, StaleMark>();
   const indexOf = new Map(members.map((m, k) => [m.workerId, k]));
-  // The last two sends of each worker (local ms): enough to find the last one before a mark the watch reports at once.
+  // The last two sends of each worker (local ms, when written to the connection): enough to find the last one before a mark the watch reports at once.
   const sentAt = new Float64Array(members.length * 2);
   const lastSendBefore = (k: number, t: number) => (sentAt[2 * k + 1] <= t ? sentAt[2 * k + 1] : sentAt[2 * k]);
   let beats = 0;
@@ -452,9 +452,12 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     const beat = () => {
       const now = Date.now() - started;
       if (silentAt !== undefined && now >= silentAt) return; // hung agent: the stream stays open, nothing more is sent
-      sentAt[2 * k] = sentAt[2 * k + 1];
-      sentAt[2 * k + 1] = Date.now();
-      call.write(frames.stream(++seq));
+      // Sent when grpc-js has handed it to the connection: a write made just
+      // before this process stalls goes out after the stall.
+      call.write(frames.stream(++seq), () => {
+        sentAt[2 * k] = sentAt[2 * k + 1];
+        sentAt[2 * k + 1] = Date.now();
+      });
       // ±10% jitter, as the agent does.
       timers[k] = setTimeout(beat, spec.intervalMs * (0.9 + Math.random() * 0.2));
     };

@@ -89,10 +89,11 @@ export interface StaleMark {
   silenced: boolean;
   /**
    * For a worker that was not silenced: state_since minus the load
-   * generator's last send before it (ms, same host clock). Over 2 x interval
-   * the load generator's own timers ran late (it is starved of CPU beside
-   * the load), and the mark was right; under it, the hive had a heartbeat
-   * in time and marked the worker anyway.
+   * generator's last send before it (ms, same host clock; a send is when
+   * the heartbeat was written to the connection). Over 2 x interval the
+   * load generator itself went quiet (it is starved of CPU beside the load,
+   * its event loop stalls for seconds), and the mark was right; under it,
+   * the hive had a heartbeat in time and marked the worker anyway.
    */
   sinceSendMs?: number;
 }

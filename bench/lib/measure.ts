@@ -11,7 +11,8 @@ import { spread, type Spread } from './stats.js';
 // window, ops and latency from the load generator over the same window.
 
 export async function startLoadgen(name = 'loadgen'): Promise<LoadgenHandle> {
-  const lg = loadgenHandle(spawnNode(name, 'bench/loadgen.ts', [], { ipc: true }));
+  // BENCH_LOADGEN_NODE_ARGS: node flags for the load generators (a profiler, an event-loop gap logger).
+  const lg = loadgenHandle(spawnNode(name, 'bench/loadgen.ts', [], { ipc: true, nodeArgs: process.env.BENCH_LOADGEN_NODE_ARGS?.split(' ').filter(Boolean) }));
   await lg.call({ type: 'ping' }, 60_000);
   return lg;
 }
