@@ -273,21 +273,22 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
       const view = { omitStats: req.omitStats };
       const batch = req.omitStats ? WATCH_BATCH_LIVENESS : WATCH_BATCH;
       const startedAt = msToTimestamp(registry.startedAt);
-      // The view is complete through drainedAt once the snapshot is out:
-      // the snapshot holds every change before the subscription, and each
-      // take that leaves nothing pending moves it on (one thread: nothing
-      // is published between the take and the stamp).
-      let drainedAt: number | null = null;
+      // The view is complete through the snapshot's time once the snapshot
+      // is out (it holds every change before the subscription), then
+      // through the oldest change a message leaves pending, or the message's
+      // own time when it leaves none (one thread: nothing is published
+      // between the take and the stamp).
+      let through: number | null = null;
       const msg = (changes: WatchWorkersResponse['changes'], synced: boolean): WatchWorkersResponse => {
         const now = clock.now();
-        if (drainedAt !== null && sub.pending.size === 0) drainedAt = now;
+        if (through !== null) through = Math.max(through, sub.completeThrough(now));
         return {
           $typeName: 'hive.v1.WatchWorkersResponse',
           changes,
           synced,
           hiveTime: msToTimestamp(now),
           hiveStartedAt: startedAt,
-          completeThrough: drainedAt === null ? undefined : msToTimestamp(drainedAt),
+          completeThrough: through === null ? undefined : msToTimestamp(through),
         };
       };
       try {
@@ -298,7 +299,7 @@ export function createRegistryHandlers(deps: HandlerDeps): ServiceImpl<typeof Re
         for (let i = 0; i < snapshot.length || i === 0; i += batch) {
           const part = snapshot.slice(i, i + batch);
           const last = i + batch >= snapshot.length;
-          if (last) drainedAt = subscribedAt;
+          if (last) through = subscribedAt;
           yield msg(
             part.map((w) => ({ $typeName: 'hive.v1.WorkerChange', type: WorkerChangeType.ADDED, worker: toWorkerMessage(w, view) })),
             last,

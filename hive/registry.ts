@@ -83,7 +83,7 @@ export async function createRegistry(deps: RegistryDeps) {
   const { store, clock, log } = deps;
   const workers = new Map<string, LiveWorker>();
   const tokens = new TokenIndex();
-  const hub = new WatchHub();
+  const hub = new WatchHub(() => clock.now());
   const live = deps.live ?? createMemoryLiveState();
   const startedAt = clock.now();
   // Durable writes of one worker happen in the order they were decided.

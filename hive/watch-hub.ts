@@ -23,6 +23,8 @@ export interface PendingChange {
   state: WorkerState;
   /** Every change folded into this one was a heartbeat that changed liveness only. */
   touch: boolean;
+  /** When the oldest change folded into this one was offered (the hub's clock). */
+  since: number;
 }
 
 export class Subscription {
@@ -37,6 +39,7 @@ export class Subscription {
   constructor(
     readonly filter: WatchFilter | null,
     readonly touches = true,
+    private readonly now: () => number = Date.now,
   ) {}
 
   matches(w: LiveWorker): boolean {
@@ -65,19 +68,22 @@ export class Subscription {
       }
     }
     const prev = this.pending.get(w.workerId);
+    const now = this.now();
+    let since = prev?.since ?? now;
     if (prev && prev.state !== w.state && prev.type !== WorkerChangeType.REMOVED) {
       // Heartbeat touches collapse; a state change never folds into a later
       // one (HEALTHY -> STALE -> HEALTHY must reach the watcher as two
       // changes). Freeze what the watcher has not seen yet, under a key of
       // its own, and queue the new change after it.
       this.pending.delete(w.workerId);
-      this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state, touch: false });
+      this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state, touch: false, since: prev.since });
       touch &&= type === WorkerChangeType.UPDATED;
+      since = now;
     } else {
       if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) type = WorkerChangeType.ADDED;
       touch &&= type === WorkerChangeType.UPDATED && (!prev || prev.touch);
     }
-    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state, touch });
+    this.pending.set(w.workerId, { type, worker: type === WorkerChangeType.REMOVED ? { ...w } : w, state: w.state, touch, since });
     const wake = this.wake;
     if (wake) {
       // The watcher wakes once the I/O of this turn of the event loop is
@@ -121,6 +127,18 @@ export class Subscription {
     return out;
   }
 
+  /**
+   * The time every change offered before it has been taken: now with
+   * nothing pending, else the oldest pending change's offer time (a frozen
+   * change keeps its own, so the whole map is looked at; it is only ever
+   * left over from a take of a whole batch).
+   */
+  completeThrough(now: number): number {
+    let oldest = now;
+    for (const c of this.pending.values()) if (c.since < oldest) oldest = c.since;
+    return oldest;
+  }
+
   close(): void {
     this.closed = true;
     this.wake?.();
@@ -131,8 +149,10 @@ export class Subscription {
 export class WatchHub {
   private readonly subs = new Set<Subscription>();
 
+  constructor(private readonly now: () => number = Date.now) {}
+
   subscribe(filter: WatchFilter | null, touches = true): Subscription {
-    const s = new Subscription(filter, touches);
+    const s = new Subscription(filter, touches, this.now);
     this.subs.add(s);
     return s;
   }

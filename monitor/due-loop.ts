@@ -19,6 +19,13 @@ export interface DueLoopOptions {
   onDue: (due: Due[]) => void;
   /** Most entries popped per turn before yielding to I/O. */
   batch?: number;
+  /**
+   * now() is not a clock but something that moves by itself (a view's
+   * watermark): no timer towards the head, only advanced() and poke() wake
+   * the loop. (A timer would measure a gap in view time in clock time, and
+   * spin while the view stands still.)
+   */
+  untimed?: boolean;
 }
 
 /** Why the loop is parked, which decides what a poke must wake it for. */
@@ -126,7 +133,7 @@ export class DueLoop {
       const now = this.now();
       if (head.at > now) {
         this.sleepingUntil = head.at;
-        await this.park('sleeping', head.at - now);
+        await this.park('sleeping', this.o.untimed ? null : head.at - now);
         continue;
       }
       const room = Math.min(batch, this.o.capacity?.() ?? Infinity);

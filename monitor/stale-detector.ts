@@ -85,6 +85,9 @@ export interface StaleDetectorDeps {
 
 export type StaleDetector = ReturnType<typeof createStaleDetector>;
 
+/** The longest a due mark waits for the view (or two intervals, if longer) before it goes out on the clock alone. */
+export const HOLD_CAP_MS = 10_000;
+
 export function createStaleDetector(deps: StaleDetectorDeps) {
   const { clock, log, hive } = deps;
   const queue = new DeadlineQueue();
@@ -109,10 +112,8 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     onDue: (due) => {
       for (const d of due) {
         const obs = observed.get(d.key);
-        if (obs && !viewHas(obs)) {
-          held.update(d.key, viewNeeded(obs));
-          heldLoop.poke();
-        } else fire(d);
+        if (obs && !viewHas(obs)) hold(d.key, obs);
+        else fire(d);
       }
     },
   });
@@ -124,17 +125,54 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     return through === null || through >= viewNeeded(obs);
   }
 
-  // Hands out held marks as the view catches up; shares the in-flight bound.
+  // Held marks go out when the view catches up, or, should it stop moving
+  // (a watch stuck behind), at holdCap after the deadline on the clock
+  // alone: a view that stands still must not stop detection. Both loops
+  // share the in-flight bound.
+  /** The same marks, keyed by when they go out anyway (hive clock). */
+  const heldUntil = new DeadlineQueue();
+  const holdCapMs = (obs: Observed) => Math.max(2 * obs.intervalMs, HOLD_CAP_MS);
   const heldLoop = new DueLoop({
     clock,
     queue: held,
     log,
     now: () => viewThrough() ?? Infinity,
+    untimed: true,
     capacity: () => maxInFlight - inFlight.size,
     onDue: (due) => {
-      for (const d of due) fire(d);
+      for (const d of due) {
+        heldUntil.remove(d.key);
+        fire(d);
+      }
     },
   });
+  const capLoop = new DueLoop({
+    clock,
+    queue: heldUntil,
+    log,
+    now: deps.hiveNow,
+    capacity: () => maxInFlight - inFlight.size,
+    onDue: (due) => {
+      log.warn({ marks: due.length, viewThrough: viewThrough() }, 'the view stood still: held stale marks go out on the clock');
+      for (const d of due) {
+        held.remove(d.key);
+        fire(d);
+      }
+    },
+  });
+  const loops = [loop, heldLoop, capLoop];
+
+  function hold(id: string, obs: Observed): void {
+    held.update(id, viewNeeded(obs));
+    heldUntil.update(id, obs.dueAt + holdCapMs(obs));
+    heldLoop.poke();
+    capLoop.poke();
+  }
+
+  function unhold(id: string): void {
+    if (held.remove(id)) heldLoop.poke();
+    if (heldUntil.remove(id)) capLoop.poke();
+  }
 
   function fire(d: Due): void {
     const obs = observed.get(d.key);
@@ -142,8 +180,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     inFlight.set(d.key, obs);
     void mark(d.key, obs).finally(() => {
       inFlight.delete(d.key);
-      loop.poke();
-      heldLoop.poke();
+      for (const l of loops) l.poke();
     });
   }
 
@@ -203,7 +240,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     observed.delete(id);
     retries.delete(id);
     if (queue.remove(id)) loop.poke();
-    if (held.remove(id)) heldLoop.poke();
+    unhold(id);
   }
 
   return {
@@ -233,7 +270,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
       observed.set(id, obs);
       queue.update(id, dueAt);
       loop.poke();
-      if (held.remove(id)) heldLoop.poke();
+      unhold(id);
     },
     remove(id: string): void {
       forget(id);
@@ -252,15 +289,13 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
     },
     /** Pauses marking while the registry is out of sight; deadlines stay queued. */
     setEnabled(on: boolean): void {
-      loop.setEnabled(on);
-      heldLoop.setEnabled(on);
+      for (const l of loops) l.setEnabled(on);
     },
     start(): void {
-      loop.start();
-      heldLoop.start();
+      for (const l of loops) l.start();
     },
     async stop(): Promise<void> {
-      await Promise.all([loop.stop(), heldLoop.stop()]);
+      await Promise.all(loops.map((l) => l.stop()));
     },
     get size(): number {
       return queue.size + held.size;

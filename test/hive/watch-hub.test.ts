@@ -87,4 +87,28 @@ describe('watch hub', () => {
     await new Promise((r) => setImmediate(r));
     expect(woke).toBe(2);
   });
+
+  it('says how far a subscriber is complete: now with nothing pending, else the oldest pending change, a frozen one included', () => {
+    let t = 1000;
+    const hub = new WatchHub(() => t);
+    const sub = hub.subscribe(null);
+    expect(sub.completeThrough(t)).toBe(1000);
+    const [a, b] = [worker('a'), worker('b')];
+    hub.touch(a); // pending since 1000
+    t = 1010;
+    hub.touch(b); // since 1010
+    hub.touch(a); // folds into a's change: still since 1000
+    expect(sub.completeThrough(t)).toBe(1000);
+    sub.take(1); // a's change is out; b's is left
+    expect(sub.completeThrough(1020)).toBe(1010);
+    t = 1030;
+    b.state = WorkerState.STALE;
+    hub.publish(b, WorkerChangeType.UPDATED); // freezes b's heartbeat (since 1010) behind a key of its own
+    expect(sub.completeThrough(1040)).toBe(1010);
+    expect(sub.take(10).map((c) => [c.state, c.since])).toEqual([
+      [WorkerState.HEALTHY, 1010],
+      [WorkerState.STALE, 1030],
+    ]);
+    expect(sub.completeThrough(1050)).toBe(1050);
+  });
 });

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerSchema, WorkerState, type Worker } from '../../gen/hive/v1/registry_pb.js';
 import { flushMicrotasks, ManualClock } from '../../lib/clock.js';
 import { msToTimestamp } from '../../lib/duration.js';
-import { createStaleDetector, deadlineOf, graceBaseAfterGap, type StaleDetector } from '../../monitor/stale-detector.js';
+import { createStaleDetector, deadlineOf, graceBaseAfterGap, HOLD_CAP_MS, type StaleDetector } from '../../monitor/stale-detector.js';
 import { FakeHive, silentLog, T0, worker } from './support.js';
 
 // The stale detector on a manual clock against a fake hive that applies
@@ -106,6 +106,19 @@ describe('stale detector', () => {
     d.advanced();
     await flushMicrotasks();
     expect(hive.called('markStale')).toHaveLength(1);
+    expect(hive.workers.get('w1')!.state).toBe(WorkerState.STALE);
+  });
+
+  it('a held mark goes out on the clock once the view has stood still for the cap past the deadline', async () => {
+    const { clock, hive, beat, d } = setup({ viewThrough: () => T0 }); // a watch that never moves on
+    beat('w1', 1, {});
+    await clock.advance(2000);
+    expect(d.held).toBe(1);
+    await clock.advance(HOLD_CAP_MS - 1);
+    expect(hive.called('markStale')).toHaveLength(0);
+    await clock.advance(1);
+    expect(hive.called('markStale')).toHaveLength(1);
+    expect(d.held).toBe(0);
     expect(hive.workers.get('w1')!.state).toBe(WorkerState.STALE);
   });
 

@@ -1022,7 +1022,8 @@ export type WatchWorkersResponse = Message<"hive.v1.WatchWorkersResponse"> & {
    * snapshot on; it stands still while the watch is behind. A watcher that
    * acts on deadlines (the monitor) acts on one only once its view is
    * complete through it, so it never judges a worker on a heartbeat the
-   * hive has seen and it has not.
+   * hive has seen and it has not. With replicas (Redis), a change made on
+   * another replica counts from when this one hears of it.
    *
    * @generated from field: google.protobuf.Timestamp complete_through = 5;
    */
