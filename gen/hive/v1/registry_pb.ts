@@ -1019,7 +1019,9 @@ export type WatchWorkersResponse = Message<"hive.v1.WatchWorkersResponse"> & {
   /**
    * Every change this hive published before this instant (its clock) is in
    * this message or an earlier one. Set from the message that ends the
-   * snapshot on; it stands still while the watch is behind. A watcher that
+   * snapshot on; while the watch is behind, it is the time of the oldest
+   * change still to be sent (the message's own time once none is left). A
+   * watcher that
    * acts on deadlines (the monitor) acts on one only once its view is
    * complete through it, so it never judges a worker on a heartbeat the
    * hive has seen and it has not. With replicas (Redis), a change made on
