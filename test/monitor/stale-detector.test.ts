@@ -122,6 +122,24 @@ describe('stale detector', () => {
     expect(hive.workers.get('w1')!.state).toBe(WorkerState.STALE);
   });
 
+  it('a held mark waits while the registry is out of sight, view or cap notwithstanding, and goes out once it is back', async () => {
+    let through: number | null = T0;
+    const { clock, hive, beat, d } = setup({ viewThrough: () => through });
+    beat('w1', 1);
+    await clock.advance(2000);
+    expect(d.held).toBe(1);
+    d.setEnabled(false);
+    through = T0 + 5000;
+    d.advanced();
+    await clock.advance(HOLD_CAP_MS + 1000);
+    expect(hive.called('markStale')).toHaveLength(0);
+    expect(d.held).toBe(1);
+    d.setEnabled(true);
+    await flushMicrotasks();
+    expect(hive.called('markStale')).toHaveLength(1);
+    expect(d.held).toBe(0);
+  });
+
   it('marks on the clock alone where the hive does not say how far the view is complete', async () => {
     const { clock, hive, beat, d } = setup({ viewThrough: () => null });
     beat('w1', 1);
