@@ -35,11 +35,14 @@ export class Subscription {
   private frozen = 0;
   closed = false;
 
-  /** @param touches false: heartbeats that change nothing but liveness and stats are not offered. */
+  /**
+   * @param touches false: heartbeats that change nothing but liveness and stats are not offered.
+   * @param now the hub's clock (when a pending change was first offered).
+   */
   constructor(
     readonly filter: WatchFilter | null,
-    readonly touches = true,
-    private readonly now: () => number = Date.now,
+    readonly touches: boolean,
+    private readonly now: () => number,
   ) {}
 
   matches(w: LiveWorker): boolean {
@@ -68,8 +71,8 @@ export class Subscription {
       }
     }
     const prev = this.pending.get(w.workerId);
-    const now = this.now();
-    let since = prev?.since ?? now;
+    // A change folded into a pending one keeps its time: no clock read for a coalesced heartbeat.
+    let since = prev ? prev.since : this.now();
     if (prev && prev.state !== w.state && prev.type !== WorkerChangeType.REMOVED) {
       // Heartbeat touches collapse; a state change never folds into a later
       // one (HEALTHY -> STALE -> HEALTHY must reach the watcher as two
@@ -78,7 +81,7 @@ export class Subscription {
       this.pending.delete(w.workerId);
       this.pending.set(`${w.workerId}\u0000${this.frozen++}`, { type: prev.type, worker: { ...w, state: prev.state }, state: prev.state, touch: false, since: prev.since });
       touch &&= type === WorkerChangeType.UPDATED;
-      since = now;
+      since = this.now();
     } else {
       if (prev && prev.type === WorkerChangeType.ADDED && type === WorkerChangeType.UPDATED) type = WorkerChangeType.ADDED;
       touch &&= type === WorkerChangeType.UPDATED && (!prev || prev.touch);
@@ -149,7 +152,8 @@ export class Subscription {
 export class WatchHub {
   private readonly subs = new Set<Subscription>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** @param now the registry's clock. */
+  constructor(private readonly now: () => number) {}
 
   subscribe(filter: WatchFilter | null, touches = true): Subscription {
     const s = new Subscription(filter, touches, this.now);

@@ -11,7 +11,7 @@ const worker = (id: string, state = WorkerState.HEALTHY) => ({ workerId: id, sta
 
 describe('watch hub', () => {
   it('offers touches to watchers and changes to everyone', () => {
-    const hub = new WatchHub();
+    const hub = new WatchHub(() => 0);
     const all = hub.subscribe(null);
     const changes = hub.subscribe(null, false);
     const w = worker('w1');
@@ -25,7 +25,7 @@ describe('watch hub', () => {
   });
 
   it('marks a pending change a heartbeat only while everything folded into it was one', () => {
-    const hub = new WatchHub();
+    const hub = new WatchHub(() => 0);
     const sub = hub.subscribe(null);
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => worker(id));
     hub.touch(a);
@@ -49,7 +49,7 @@ describe('watch hub', () => {
 
   it('a wait with an idle interval ends after it with nothing pending, or at the first change, which ends the timer', async () => {
     const clock = new ManualClock();
-    const hub = new WatchHub();
+    const hub = new WatchHub(() => 0);
     const sub = hub.subscribe(null);
     const signal = new AbortController().signal;
     let woke = 0;
@@ -70,7 +70,7 @@ describe('watch hub', () => {
 
   it('a change that lands as the idle timer fires does not strand the next wait', async () => {
     const clock = new ManualClock();
-    const hub = new WatchHub();
+    const hub = new WatchHub(() => 0);
     const sub = hub.subscribe(null);
     const signal = new AbortController().signal;
     let woke = 0;
