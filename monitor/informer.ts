@@ -153,10 +153,17 @@ export function createInformer(deps: InformerDeps) {
     let reachedSync = false;
     hiveClock.reset();
     completeThrough = null;
+    const openedAt = clock.now();
+    let first = true;
     try {
       for await (const msg of deps.watch(signal)) {
         const hiveTime = timestampToMs(msg.hiveTime);
-        if (hiveTime !== undefined) hiveClock.sample(hiveTime);
+        if (hiveTime !== undefined) {
+          hiveClock.sample(hiveTime);
+          // The first message was stamped after the request left.
+          if (first) hiveClock.answered(hiveTime, openedAt);
+        }
+        first = false;
         if (snapshot) {
           for (const c of msg.changes) {
             if (!c.worker) continue;

@@ -122,6 +122,7 @@ export function createMonitor(deps: MonitorDeps) {
     hiveNow: () => informer.hiveClock.now(),
     viewThrough: () => informer.completeThrough,
     onMarked: (_w, lagMs) => metrics.staleDetected(lagMs / 1000),
+    onStamped: (hiveMs, sentAt) => informer.hiveClock.answered(hiveMs, sentAt),
     onAnswer: (answer) => metrics.markAnswer(answer),
   });
 

@@ -79,6 +79,8 @@ export interface StaleDetectorDeps {
   retryCapMs?: number;
   /** A mark this call applied; lagMs = hive mark time - the deadline. */
   onMarked?: (w: Worker, lagMs: number) => void;
+  /** An applied mark's state_since (hive ms), stamped after the call left at sentAt (local ms): a bound on the hive's clock. */
+  onStamped?: (hiveMs: number, sentAt: number) => void;
   /** Every MarkStale answer: applied, or why not (MarkOutcome's kind; 'done' for an answer that changed nothing). */
   onAnswer?: (outcome: MarkAnswer) => void;
 }
@@ -194,6 +196,7 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
 
   async function mark(id: string, obs: Observed): Promise<void> {
     const silentMs = Math.max(0, deps.hiveNow() - obs.lastSeen);
+    const sentAt = clock.now();
     try {
       const { worker, applied } = await hive.markStale(
         { workerId: id, observedSeq: obs.seq, observedSessionId: obs.session },
@@ -203,7 +206,9 @@ export function createStaleDetector(deps: StaleDetectorDeps) {
       if (observed.get(id) === obs) observed.delete(id);
       deps.onAnswer?.(applied && worker ? 'applied' : 'done');
       if (!applied || !worker) return;
-      const markedAt = timestampToMs(worker.stateSince) ?? deps.hiveNow();
+      const stamped = timestampToMs(worker.stateSince);
+      if (stamped !== undefined) deps.onStamped?.(stamped, sentAt);
+      const markedAt = stamped ?? deps.hiveNow();
       const lagMs = markedAt - obs.dueAt;
       log.info({ workerId: id, lagMs, silentMs: markedAt - obs.lastSeen, intervalMs: obs.intervalMs, seq: String(obs.seq) }, 'worker marked stale');
       deps.onMarked?.(worker, lagMs);

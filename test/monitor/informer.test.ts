@@ -155,9 +155,52 @@ describe('informer', () => {
     expect(inf.hiveClock.offset()).toBe(4998);
     expect(inf.hiveClock.now()).toBe(clock.now() + 4998);
   });
+
+  it('takes the local clock where the hive\'s stamps allow it: a slow watch does not make every deadline late', async () => {
+    const { clock, hive, inf } = setup();
+    await flushMicrotasks();
+    // Same clock; the first message is stamped 100 ms after the request left, and every one arrives 300 ms after it was stamped.
+    await clock.advance(400);
+    for (let i = 0; i < 3; i++) {
+      hive.stream.push(watchMsg([], { hiveTime: clock.now() - 300, synced: true }));
+      await flushMicrotasks();
+      await clock.advance(100);
+    }
+    expect(inf.hiveClock.offset()).toBe(0);
+  });
+
+  it('bounds the hive clock from above by the first message of a stream (stamped after the request left)', async () => {
+    const { clock, hive, inf } = setup();
+    await flushMicrotasks();
+    // The hive is 2 s behind; its first message comes 50 ms after the request.
+    await clock.advance(50);
+    hive.stream.push(watchMsg([], { hiveTime: clock.now() - 2000, synced: true }));
+    await flushMicrotasks();
+    // Within the round trip of the truth, on the early side (the hive answers an early mark with when).
+    expect(inf.hiveClock.offset()).toBe(-1950);
+  });
 });
 
 describe('HiveClock', () => {
+  it('trusts the local clock while both bounds allow it, else takes the nearest bound', () => {
+    const c = new HiveClock(() => 1000);
+    // Same clocks, 250 ms transits and round trips: 0 lies between the bounds.
+    c.sample(750, 1000);
+    c.answered(1250, 1000);
+    expect(c.offset()).toBe(0);
+    // The hive is 400 ms ahead: the lower bound says so.
+    c.sample(1400 - 20, 1000);
+    expect(c.offset()).toBe(380);
+    c.reset();
+    // The hive is 400 ms behind: an answer stamped 300 ms after it was asked proves it.
+    c.sample(600 - 100, 1000);
+    c.answered(600 + 300 - 1000 + 1000, 1000);
+    expect(c.offset()).toBe(-100);
+    // Bounds that cross (a clock was stepped): the lower one, which is never early.
+    c.sample(1200, 1000);
+    expect(c.offset()).toBe(200);
+  });
+
   it('keeps the best of the recent samples and forgets on reset', () => {
     let now = 1000;
     const c = new HiveClock(() => now);

@@ -21,6 +21,7 @@ function setup(opts: { skewMs?: number; maxInFlight?: number; viewThrough?: () =
   const hive = new FakeHive({ now: () => clock.now() });
   const marked: Array<{ id: string; lagMs: number }> = [];
   const answers: string[] = [];
+  const stamps: Array<{ hiveMs: number; sentAt: number }> = [];
   detector = createStaleDetector({
     clock,
     log: silentLog,
@@ -31,6 +32,7 @@ function setup(opts: { skewMs?: number; maxInFlight?: number; viewThrough?: () =
     viewThrough: opts.viewThrough,
     onMarked: (w, lagMs) => marked.push({ id: w.workerId, lagMs }),
     onAnswer: (a) => answers.push(a),
+    onStamped: (hiveMs, sentAt) => stamps.push({ hiveMs, sentAt }),
   });
   detector.start();
   /** A heartbeat reaches the hive (and, unless told otherwise, the monitor's watch). */
@@ -40,7 +42,7 @@ function setup(opts: { skewMs?: number; maxInFlight?: number; viewThrough?: () =
     if (o.seen !== false) detector!.observe(w);
     return w;
   };
-  return { clock, hive, marked, answers, d: detector, beat };
+  return { clock, hive, marked, answers, stamps, d: detector, beat };
 }
 
 describe('deadlineOf', () => {
@@ -325,5 +327,25 @@ describe('stale detector', () => {
     await flushMicrotasks();
     expect(marked).toEqual([{ id: 'w1', lagMs: 50 }]);
     expect(hive.workers.get('w1')!.stateSince).toEqual(msToTimestamp(clock.now()));
+  });
+
+  it('hands on the state_since of a mark it applied, with when the call left (a bound on the hive clock), and only that', async () => {
+    const { clock, hive, stamps, beat } = setup();
+    let release!: () => void;
+    hive.gate = new Promise<void>((r) => (release = r));
+    beat('w1', 1);
+    await clock.advance(2000); // the call leaves at T0 + 2000 and waits at the gate
+    await clock.advance(100);
+    hive.gate = null;
+    release();
+    await flushMicrotasks();
+    expect(stamps).toEqual([{ hiveMs: T0 + 2100, sentAt: T0 + 2000 }]);
+    // A refused mark (a heartbeat the monitor had not seen) stamps nothing.
+    beat('w2', 1);
+    await clock.advance(1000);
+    hive.put(worker({ id: 'w2', seq: 2, lastSeen: clock.now() }));
+    await clock.advance(1000);
+    expect(hive.called('markStale')).toHaveLength(2);
+    expect(stamps).toHaveLength(1);
   });
 });
