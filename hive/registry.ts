@@ -43,6 +43,11 @@ export interface RegistryDeps {
   configTokenIds?: (id: string) => boolean;
   onEvent?: (kind: string) => void;
   onFlush?: (rows: number, seconds: number, ok: boolean) => void;
+  /**
+   * How long a heartbeat may wait unread (the event loop's recent lag, ms):
+   * a stale mark waits that long past the deadline. None by default.
+   */
+  unreadFor?: () => number;
 }
 
 /** What a reread covers: everything, or these workers and/or the tokens of no worker. */
@@ -81,6 +86,7 @@ function withCommands(reply: HeartbeatResponse, pending: Promise<Command[]>): Pr
 }
 export async function createRegistry(deps: RegistryDeps) {
   const { store, clock, log } = deps;
+  const unreadFor = deps.unreadFor ?? (() => 0);
   const workers = new Map<string, LiveWorker>();
   const tokens = new TokenIndex();
   const hub = new WatchHub(() => clock.now());
@@ -558,7 +564,8 @@ export async function createRegistry(deps: RegistryDeps) {
       checkCas(w, observedSeq, observedSession);
       const now = clock.now();
       if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
-      const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
+      // A heartbeat sent in time may still wait unread in a busy hive's sockets: the deadline moves by how long.
+      const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs + Math.round(unreadFor());
       if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
       await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
       return w;

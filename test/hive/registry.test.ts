@@ -62,9 +62,10 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
   let clock: ManualClock;
   let registry: Registry;
 
+  let unreadFor: (() => number) | undefined;
   const make = async () => {
     const live = engine === 'redis' ? createRedisLiveState({ url: REDIS_URL, prefix, log }) : undefined;
-    const r = await createRegistry({ store, clock, log, live });
+    const r = await createRegistry({ store, clock, log, live, unreadFor });
     if (engine === 'redis') await r.start();
     return r;
   };
@@ -79,6 +80,7 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
   });
   afterEach(async () => {
     await registry?.stop();
+    unreadFor = undefined;
   });
 
   const fresh = async () => {
@@ -126,6 +128,19 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
     const events = await store.listEvents({ workerId: 'w-cas', limit: 10 });
     expect(events.filter((e) => e.kind === 'marked_stale')).toHaveLength(1);
+  });
+
+  it('moves the deadline by how long a heartbeat may wait unread (a busy event loop), and says so', async () => {
+    unreadFor = () => 300;
+    const r = await fresh();
+    await enroll(r, admin, reg('w-busy', 1000));
+    await r.heartbeat(as('w-busy'), hb('w-busy', 1));
+    await clock.advance(2100);
+    const refused = await r.markStale('w-busy', 1n, 's1', 'monitor', '').catch((err) => toConnectError(err));
+    expect(refused).toMatchObject({ code: Code.FailedPrecondition, rawMessage: 'worker "w-busy" is not due to be stale for 200 ms' });
+    expect(r.get('w-busy').state).toBe(WorkerState.HEALTHY);
+    await clock.advance(200);
+    expect((await r.markStale('w-busy', 1n, 's1', 'monitor', '')).state).toBe(WorkerState.STALE);
   });
 
   it('lets a heartbeat that arrives while MarkStale is in flight win', async () => {

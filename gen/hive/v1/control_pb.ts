@@ -616,7 +616,12 @@ export const ControlService: GenService<{
   /**
    * Marks a worker STALE, only if its last heartbeat is still the one the
    * monitor observed (compare-and-set on session and seq): a late
-   * heartbeat always wins. FailedPrecondition when it lost the race.
+   * heartbeat always wins. FailedPrecondition when it lost the race, and
+   * when the worker is not due yet (the message says for how many ms). A
+   * worker is due 2x its interval after its last heartbeat, plus however
+   * long the hive's event loop has lately run late (the longest delay in
+   * the last one to two seconds): a heartbeat sent in time may wait that
+   * long unread in a busy hive's sockets.
    *
    * @generated from rpc hive.v1.ControlService.MarkStale
    */
