@@ -21,6 +21,7 @@ import { newTokenRow, TokenIndex, type Principal } from './tokens.js';
 import type { EventRow, Store, TokenRow } from './store/store.js';
 import { validateHeartbeat, validateRegister } from './validate.js';
 import { WatchHub } from './watch-hub.js';
+import { ALWAYS_READ, type ReadThrough } from './loop-turns.js';
 import { applyShared, fromStored, lastBeatOf, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { mergeStats } from './live-stats.js';
@@ -43,11 +44,8 @@ export interface RegistryDeps {
   configTokenIds?: (id: string) => boolean;
   onEvent?: (kind: string) => void;
   onFlush?: (rows: number, seconds: number, ok: boolean) => void;
-  /**
-   * How long a heartbeat may wait unread (the event loop's recent lag, ms):
-   * a stale mark waits that long past the deadline. None by default.
-   */
-  unreadFor?: () => number;
+  /** When the hive has read what reached its sockets by a moment (hive/loop-turns.ts); everything at once by default. */
+  turns?: ReadThrough;
 }
 
 /** What a reread covers: everything, or these workers and/or the tokens of no worker. */
@@ -86,7 +84,7 @@ function withCommands(reply: HeartbeatResponse, pending: Promise<Command[]>): Pr
 }
 export async function createRegistry(deps: RegistryDeps) {
   const { store, clock, log } = deps;
-  const unreadFor = deps.unreadFor ?? (() => 0);
+  const turns = deps.turns ?? ALWAYS_READ;
   const workers = new Map<string, LiveWorker>();
   const tokens = new TokenIndex();
   const hub = new WatchHub(() => clock.now());
@@ -558,17 +556,26 @@ export async function createRegistry(deps: RegistryDeps) {
     },
 
     async markStale(workerId: string, observedSeq: bigint, observedSession: string, actor: string, reason: string): Promise<LiveWorker> {
-      const w = get(workerId);
-      if (w.state === WorkerState.STALE && w.lastSeq === observedSeq) return w; // at-least-once: repeat is a no-op
-      if (!CAN_GO_STALE.has(w.state)) throw failedPrecondition(`worker "${workerId}" is ${WorkerState[w.state]}, not markable stale`);
-      checkCas(w, observedSeq, observedSession);
-      const now = clock.now();
-      if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
-      // A heartbeat sent in time may still wait unread in a busy hive's sockets: the deadline moves by how long.
-      const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs + Math.round(unreadFor());
-      if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
-      await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
-      return w;
+      for (;;) {
+        const w = get(workerId);
+        if (w.state === WorkerState.STALE && w.lastSeq === observedSeq) return w; // at-least-once: repeat is a no-op
+        if (!CAN_GO_STALE.has(w.state)) throw failedPrecondition(`worker "${workerId}" is ${WorkerState[w.state]}, not markable stale`);
+        checkCas(w, observedSeq, observedSession);
+        const now = clock.now();
+        if (w.graceUntil !== null && now < w.graceUntil) throw failedPrecondition(`worker "${workerId}" is in its post-restart grace for ${w.graceUntil - now} ms`);
+        const due = (w.lastSeen ?? w.registeredAt) + 2 * w.intervalMs;
+        if (now < due) throw failedPrecondition(`worker "${workerId}" is not due to be stale for ${due - now} ms`);
+        if (!turns.readThrough(due)) {
+          // A heartbeat sent in time may still wait unread in a busy hive's
+          // sockets: the mark waits until a turn of the event loop begun
+          // after the deadline has ended (two turns at most), then is
+          // decided afresh.
+          await turns.untilRead(due);
+          continue;
+        }
+        await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
+        return w;
+      }
     },
 
     async setState(workerId: string, to: WorkerState, observedSeq: bigint, observedSession: string, actor: string, reason: string): Promise<LiveWorker> {

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry as PromRegistry } from 'prom-client';
 import { TokenScope } from '../gen/hive/v1/registry_pb.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { watchLoopLag } from './loop-lag.js';
+import { ALWAYS_READ, watchLoopTurns } from './loop-turns.js';
 import type { Logger } from '../lib/logger.js';
 import { resolveAdminToken } from './admin-token.js';
 import type { HiveConfig } from './config.js';
@@ -62,14 +62,14 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
   const live: LiveState = config.redisUrl
     ? createRedisLiveState({ url: config.redisUrl, prefix: config.redisPrefix ?? 'hive', log: log.child({ component: 'live-state' }) })
     : createMemoryLiveState();
-  // Wall-clock lag, so only against the wall clock (a test's clock moves by hand).
-  const loopLag = opts.clock ? null : watchLoopLag();
+  // Turns of the event loop happen in wall-clock time: a test's clock that moves by hand gets none.
+  const turns = opts.clock ? ALWAYS_READ : watchLoopTurns(clock);
   try {
     registry = await createRegistry({
       store,
       clock,
       live,
-      unreadFor: loopLag?.ms,
+      turns,
       configTokenIds: (id) => id === 'admin' || id.startsWith('config-join-'),
       log: log.child({ component: 'registry' }),
       writeBehindMs: config.writeBehind,
@@ -77,7 +77,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       onFlush: metrics.flushed,
     });
   } catch (err) {
-    loopLag?.stop();
+    turns.stop();
     await store.close();
     throw err;
   }
@@ -176,7 +176,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
       stopped ??= (async () => {
         health.set(false);
         shutdown.abort();
-        loopLag?.stop();
+        turns.stop();
         registry!.hub.closeAll();
         await dependencies.stop();
         // In-flight calls get a moment to finish; a client that never

@@ -7,6 +7,7 @@ import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
 import { toConnectError } from '../../hive/errors.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
+import type { ReadThrough } from '../../hive/loop-turns.js';
 import type { Store } from '../../hive/store/store.js';
 import type { Principal } from '../../hive/tokens.js';
 import { createRedisLiveState } from '../../hive/live-redis.js';
@@ -62,10 +63,10 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
   let clock: ManualClock;
   let registry: Registry;
 
-  let unreadFor: (() => number) | undefined;
+  let turns: ReadThrough | undefined;
   const make = async () => {
     const live = engine === 'redis' ? createRedisLiveState({ url: REDIS_URL, prefix, log }) : undefined;
-    const r = await createRegistry({ store, clock, log, live, unreadFor });
+    const r = await createRegistry({ store, clock, log, live, turns });
     if (engine === 'redis') await r.start();
     return r;
   };
@@ -80,7 +81,7 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
   });
   afterEach(async () => {
     await registry?.stop();
-    unreadFor = undefined;
+    turns = undefined;
   });
 
   const fresh = async () => {
@@ -130,17 +131,41 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     expect(events.filter((e) => e.kind === 'marked_stale')).toHaveLength(1);
   });
 
-  it('moves the deadline by how long a heartbeat may wait unread (a busy event loop), and says so', async () => {
-    unreadFor = () => 300;
+  it('a mark waits until the hive has read what reached it by the deadline; a heartbeat read meanwhile wins', async () => {
+    // The event loop's turns, by hand: `ended` is the start of the last turn that has run to its end.
+    let ended = -Infinity;
+    const waiting: Array<() => void> = [];
+    turns = {
+      readThrough: (at) => ended >= at,
+      untilRead: (at) => new Promise<void>((resolve) => waiting.push(() => ended >= at && resolve())),
+      stop: () => undefined,
+    };
+    const endTurn = async (start: number) => {
+      ended = start;
+      waiting.splice(0).forEach((w) => w());
+      await new Promise((r) => setImmediate(r));
+    };
     const r = await fresh();
-    await enroll(r, admin, reg('w-busy', 1000));
-    await r.heartbeat(as('w-busy'), hb('w-busy', 1));
+    await enroll(r, admin, reg('w-unread', 1000));
+    await enroll(r, admin, reg('w-late', 1000));
+    await r.heartbeat(as('w-unread'), hb('w-unread', 1));
+    await r.heartbeat(as('w-late'), hb('w-late', 1));
+    const due = clock.now() + 2000;
     await clock.advance(2100);
-    const refused = await r.markStale('w-busy', 1n, 's1', 'monitor', '').catch((err) => toConnectError(err));
-    expect(refused).toMatchObject({ code: Code.FailedPrecondition, rawMessage: 'worker "w-busy" is not due to be stale for 200 ms' });
-    expect(r.get('w-busy').state).toBe(WorkerState.HEALTHY);
-    await clock.advance(200);
-    expect((await r.markStale('w-busy', 1n, 's1', 'monitor', '')).state).toBe(WorkerState.STALE);
+    await endTurn(due - 1); // the last finished turn began before the deadline
+    const marking = r.markStale('w-unread', 1n, 's1', 'monitor', '');
+    const late = r.markStale('w-late', 1n, 's1', 'monitor', '').catch((err) => toConnectError(err));
+    await new Promise((res) => setImmediate(res));
+    expect(r.get('w-unread').state).toBe(WorkerState.HEALTHY);
+    // The heartbeat that was waiting in the socket is read in the same turn as the marks.
+    await r.heartbeat(as('w-late'), hb('w-late', 2));
+    await clock.advance(50);
+    await endTurn(due + 10); // a turn begun after the deadline has ended
+    const w = await marking;
+    expect(w.state).toBe(WorkerState.STALE);
+    expect(w.stateSince).toBe(clock.now()); // decided when it could be, not when it came in
+    expect(await late).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringMatching(/heartbeated since/) });
+    expect(r.get('w-late').state).toBe(WorkerState.HEALTHY);
   });
 
   it('lets a heartbeat that arrives while MarkStale is in flight win', async () => {

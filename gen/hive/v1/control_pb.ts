@@ -617,11 +617,12 @@ export const ControlService: GenService<{
    * Marks a worker STALE, only if its last heartbeat is still the one the
    * monitor observed (compare-and-set on session and seq): a late
    * heartbeat always wins. FailedPrecondition when it lost the race, and
-   * when the worker is not due yet (the message says for how many ms). A
-   * worker is due 2x its interval after its last heartbeat, plus however
-   * long the hive's event loop has lately run late (the longest delay in
-   * the last one to two seconds): a heartbeat sent in time may wait that
-   * long unread in a busy hive's sockets.
+   * when the worker is not due yet (2x its interval after its last
+   * heartbeat; the message says for how many ms). A mark that comes just
+   * past the deadline waits until the hive has read what reached its
+   * sockets by the deadline (a busy hive reads them once a turn of its
+   * event loop, hundreds of ms apart under load), so it never beats a
+   * heartbeat sent in time; the hive then decides it afresh.
    *
    * @generated from rpc hive.v1.ControlService.MarkStale
    */

@@ -1,0 +1,60 @@
+import type { Clock } from '../lib/clock.js';
+
+// When the hive has read what reached its sockets by a given moment. The
+// event loop reads every ready socket once a turn, after its timers; under
+// a saturating load a turn is every socket's backlog (hundreds of ms), so
+// a heartbeat the kernel took in before a deadline may still be unread
+// after it. Once a turn that began at or after the moment has run to its
+// end, all of it has been read and handled. A stale mark waits for that
+// (registry.markStale), so it never beats a heartbeat sent in time that
+// the hive had not got to yet. A ticker marks where each turn begins.
+
+/** How often the ticker runs on an idle loop: the most an idle hive adds to a mark. */
+const TICK_MS = 5;
+
+export interface ReadThrough {
+  /** Whether everything that reached the sockets before `at` (clock ms) has been read. */
+  readThrough(at: number): boolean;
+  /** Resolves once readThrough(at) holds. */
+  untilRead(at: number): Promise<void>;
+  stop(): void;
+}
+
+/** Every moment counts as read: for a clock that is not the wall clock (tests), and the default. */
+export const ALWAYS_READ: ReadThrough = {
+  readThrough: () => true,
+  untilRead: () => Promise.resolve(),
+  stop: () => undefined,
+};
+
+export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
+  /** Start of the last turn that has run to its end, and of the current one. */
+  let ended = clock.now();
+  let current = ended;
+  let waiting: Array<{ at: number; resolve: () => void }> = [];
+  const ticker = setInterval(() => {
+    // Timers run first in a turn: the previous turn has ended.
+    ended = current;
+    current = clock.now();
+    if (waiting.length === 0) return;
+    const still: typeof waiting = [];
+    for (const w of waiting) {
+      if (w.at <= ended) w.resolve();
+      else still.push(w);
+    }
+    waiting = still;
+  }, tickMs);
+  ticker.unref();
+  return {
+    readThrough: (at) => ended >= at,
+    untilRead(at) {
+      if (ended >= at) return Promise.resolve();
+      return new Promise<void>((resolve) => waiting.push({ at, resolve }));
+    },
+    stop() {
+      clearInterval(ticker);
+      for (const w of waiting) w.resolve();
+      waiting = [];
+    },
+  };
+}

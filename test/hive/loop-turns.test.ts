@@ -1,0 +1,41 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../lib/clock.js';
+import { watchLoopTurns, type ReadThrough } from '../../hive/loop-turns.js';
+
+// When the hive has read what reached its sockets by a moment: once a turn
+// of the event loop that began at or after it has ended. On a real loop,
+// which the test holds up with a long turn.
+
+let turns: ReadThrough | undefined;
+afterEach(() => turns?.stop());
+
+const block = (ms: number) => {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    /* a long turn: every socket's backlog */
+  }
+};
+
+describe('watchLoopTurns', () => {
+  it('counts a moment as read once a turn begun after it has ended, not while the turn that saw it runs', async () => {
+    turns = watchLoopTurns(systemClock, 5);
+    await new Promise((r) => setTimeout(r, 20));
+    block(60); // this turn began before `at` and is still running
+    const at = Date.now() - 1;
+    expect(turns.readThrough(at)).toBe(false);
+    let done = false;
+    const read = turns.untilRead(at).then(() => (done = true));
+    await new Promise((r) => setImmediate(r)); // the long turn ends; the next one begins after `at`
+    expect(done).toBe(false);
+    await read;
+    expect(turns.readThrough(at)).toBe(true);
+    expect(turns.readThrough(Date.now() + 1000)).toBe(false);
+  });
+
+  it('lets go of every wait when stopped', async () => {
+    turns = watchLoopTurns(systemClock, 5);
+    const wait = turns.untilRead(Date.now() + 60_000);
+    turns.stop();
+    await expect(wait).resolves.toBeUndefined();
+  });
+});
