@@ -5,9 +5,10 @@
 #   docker run -p 8080:8080 -p 50051:50051 -v hive-data:/var/lib/hive hive
 #   docker run hive bin/hive-monitor.mjs        # the monitor
 #   docker run hive bin/hivectl.mjs workers     # hivectl
-# The TypeScript sources run through tsx (a runtime dependency), as with
-# npm start: no build step. CI does not build or run this image; see
-# docs/operations.md.
+# The hive and the agent start from bundles of their sources (bin/bundle.mjs,
+# built below); the monitor and hivectl run their TypeScript sources
+# through tsx (a runtime dependency), as with npm start. CI does not build
+# or run this image; see docs/operations.md.
 
 ARG NODE_VERSION=20.19
 
@@ -33,8 +34,8 @@ COPY monitor ./monitor
 COPY worker-agent ./worker-agent
 COPY hivectl ./hivectl
 COPY deploy/healthcheck.mjs ./deploy/healthcheck.mjs
-# The agent runs from one bundled module (bin/bundle.mjs), built here once.
-RUN node --input-type=module -e "const { bundledAgent } = await import('./bin/bundle.mjs'); await bundledAgent();"
+# The agent and the hive run from bundled modules (bin/bundle.mjs), built here once.
+RUN node --input-type=module -e "const { bundledAgent, bundledHive } = await import('./bin/bundle.mjs'); await bundledAgent(); await bundledHive();"
 # The embedded database and the generated admin token (and an agent's
 # token file); owned by the
 # unprivileged user the processes run as.
