@@ -101,3 +101,17 @@ export function bundledAgent() {
 export function bundledHive() {
   return bundled('hive', 'hive/main.ts', ['hive', 'lib', 'gen'], { ownCodeOnly: true });
 }
+
+/**
+ * The module to import to start: the bundle, or, where dist/ cannot be
+ * written (a read-only install), the sources through tsx.
+ */
+export async function startable(bundle, sourceEntry) {
+  try {
+    return pathToFileURL(await bundle()).href;
+  } catch {
+    const { register } = await import('tsx/esm/api');
+    register();
+    return pathToFileURL(join(ROOT, sourceEntry)).href;
+  }
+}

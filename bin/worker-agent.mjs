@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { setFlagsFromString } from 'node:v8';
-import { pathToFileURL } from 'node:url';
-import { bundledAgent } from './bundle.mjs';
+import { bundledAgent, startable } from './bundle.mjs';
 
 // The agent runs beside every worker and must stay small. It heartbeats once
 // a second, so nothing in it is hot enough to pay for V8's optimising
@@ -13,13 +12,4 @@ import { bundledAgent } from './bundle.mjs';
 setFlagsFromString('--no-opt');
 setFlagsFromString('--no-sparkplug');
 
-let main;
-try {
-  main = pathToFileURL(await bundledAgent()).href;
-} catch {
-  // No writable dist/ (a read-only install): run the sources through tsx.
-  const { register } = await import('tsx/esm/api');
-  register();
-  main = '../worker-agent/main.ts';
-}
-await import(main);
+await import(await startable(bundledAgent, 'worker-agent/main.ts'));
