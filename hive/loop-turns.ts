@@ -45,13 +45,17 @@ export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
     waiting = still;
   }, tickMs);
   ticker.unref();
+  // Stopped (the hive is shutting down): nothing waits any more.
+  let stopped = false;
+  const readThrough = (at: number) => stopped || ended >= at;
   return {
-    readThrough: (at) => ended >= at,
+    readThrough,
     untilRead(at) {
-      if (ended >= at) return Promise.resolve();
+      if (readThrough(at)) return Promise.resolve();
       return new Promise<void>((resolve) => waiting.push({ at, resolve }));
     },
     stop() {
+      stopped = true;
       clearInterval(ticker);
       for (const w of waiting) w.resolve();
       waiting = [];

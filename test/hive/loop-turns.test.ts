@@ -32,10 +32,13 @@ describe('watchLoopTurns', () => {
     expect(turns.readThrough(Date.now() + 1000)).toBe(false);
   });
 
-  it('lets go of every wait when stopped', async () => {
+  it('lets go of every wait when stopped, and keeps none after', async () => {
     turns = watchLoopTurns(systemClock, 5);
     const wait = turns.untilRead(Date.now() + 60_000);
     turns.stop();
     await expect(wait).resolves.toBeUndefined();
+    // A mark decided during shutdown must not hang on a ticker that is gone.
+    expect(turns.readThrough(Date.now() + 60_000)).toBe(true);
+    await expect(turns.untilRead(Date.now() + 60_000)).resolves.toBeUndefined();
   });
 });
