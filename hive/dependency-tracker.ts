@@ -10,7 +10,10 @@ import type { LiveWorker } from './worker.js';
 // changes no state costs one map lookup here; a state change (or a
 // registration, which may change labels and dependencies) recomputes the
 // workers that have dependencies, publishes those whose blocked_by changed
-// and records a blocked / unblocked event for each.
+// and records a blocked / unblocked event for each. Until some worker has
+// dependencies no change can block anyone, and nothing is kept per worker
+// (a copy of each worker's state, labels and dependencies is ~70 B times
+// the fleet).
 
 export interface DependencyTrackerDeps {
   registry: Pick<Registry, 'hub' | 'workers' | 'recordEvent'>;
@@ -54,13 +57,27 @@ export function createDependencyTracker(deps: DependencyTrackerDeps) {
   async function run(): Promise<void> {
     // States, labels and dependencies matter here; heartbeats that change none are not offered.
     const sub = registry.hub.subscribe(null, false);
-    try {
+    // Whether any worker has had dependencies: from then on every worker's last state is kept.
+    let tracking = false;
+    const track = () => {
+      tracking = true;
       for (const w of registry.workers.values()) seen.set(w.workerId, { state: w.state, labels: w.labels, dependsOn: w.dependsOn });
+    };
+    try {
+      for (const w of registry.workers.values()) if (hasDependencies(w)) tracking = true;
+      if (tracking) track();
       recompute();
       while (!stopCtl.signal.aborted && !sub.closed) {
         await sub.waitForChanges(stopCtl.signal);
         let relevant = false;
         for (const c of sub.take(10_000)) {
+          if (!tracking) {
+            // Nobody depends on anything: only a worker that now has dependencies matters (recompute reads the current states).
+            if (c.type === WorkerChangeType.REMOVED || !hasDependencies(c.worker)) continue;
+            track();
+            relevant = true;
+            continue;
+          }
           const id = c.worker.workerId;
           if (c.type === WorkerChangeType.REMOVED) {
             relevant = seen.delete(id) || relevant;
@@ -84,6 +101,10 @@ export function createDependencyTracker(deps: DependencyTrackerDeps) {
     async stop(): Promise<void> {
       stopCtl.abort();
       await loop;
+    },
+    /** Workers whose last state is kept (none until some worker has dependencies). */
+    get tracked(): number {
+      return seen.size;
     },
   };
 }

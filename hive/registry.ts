@@ -22,7 +22,7 @@ import type { EventRow, Store, TokenRow } from './store/store.js';
 import { validateHeartbeat, validateRegister } from './validate.js';
 import { WatchHub } from './watch-hub.js';
 import { ALWAYS_READ, type ReadThrough } from './loop-turns.js';
-import { applyShared, fromStored, lastBeatOf, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
+import { applyShared, fromStored, lastBeatOf, NONE, REPORTED_STATE, snapshotOf, toStored, type LiveWorker } from './worker.js';
 import { createWriteBehind, type WriteBehind } from './write-behind.js';
 import { mergeStats } from './live-stats.js';
 import { validatePolicy } from './policy.js';
@@ -255,7 +255,7 @@ export async function createRegistry(deps: RegistryDeps) {
       beat: null,
       storedStats: null,
       policy: null,
-      dependsOn: [],
+      dependsOn: NONE,
       graceUntil: null,
       streams: 0,
     };

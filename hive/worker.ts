@@ -161,7 +161,8 @@ export function toWorkerMessage(w: LiveWorker, opts?: { omitStats?: boolean }): 
 }
 
 const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
-const NONE: string[] = Object.freeze([]) as unknown as string[];
+/** No ids: one frozen empty list shared by every worker without dependencies (an empty array each is ~16 B times the fleet). */
+export const NONE: string[] = Object.freeze([]) as unknown as string[];
 
 /**
  * A WORKER_CHANGE_TYPE_HEARTBEAT change's worker: what a heartbeat changes
@@ -203,7 +204,7 @@ export function fromStored(s: StoredWorker): LiveWorker {
     beat: null,
     storedStats: s.stats ? Buffer.from(s.stats.buffer, s.stats.byteOffset, s.stats.byteLength).toString('latin1') : null,
     policy: s.policy ? fromBinary(RestartPolicySchema, s.policy) : null,
-    dependsOn: s.dependsOn,
+    dependsOn: s.dependsOn.length > 0 ? s.dependsOn : NONE,
     dependsOnSelector: s.dependsOnSelector ?? '',
     graceUntil: null,
     streams: 0,

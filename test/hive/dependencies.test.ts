@@ -94,6 +94,45 @@ describe('dependencies in the registry', () => {
     await dropSchema(schema);
   });
 
+  it('keeps nothing per worker while nobody depends on anything; the first worker with dependencies sees their state as it is', async () => {
+    // Its own registry: the others in this file have dependencies from their first test on.
+    const own = await createRegistry({ store, clock, log });
+    const t = createDependencyTracker({ registry: own, log });
+    t.start();
+    try {
+      const ids = new Map<string, string>();
+      const enroll = async (workerId: string, dependsOn: string[] = []) => {
+        const res = await own.register(admin, create(RegisterWorkerRequestSchema, { workerId, heartbeatInterval: msToDuration(1000), dependsOn, rotateToken: true }));
+        ids.set(workerId, own.tokens.lookup(res.token)!.tokenId);
+      };
+      const hb = (id: string, seq: number) => own.heartbeat({ scope: TokenScope.WORKER, tokenId: ids.get(id)!, workerId: id }, create(HeartbeatRequestSchema, { workerId: id, sessionId: 's', seq: BigInt(seq), status: HealthStatus.HEALTHY }));
+      for (const id of ['lean-1', 'lean-2', 'lean-db']) {
+        await enroll(id);
+        await hb(id, 1);
+      }
+      await clock.advance(2001);
+      await hb('lean-1', 2);
+      await hb('lean-2', 2);
+      await own.markStale('lean-db', 1n, 's', 'monitor', 'silent');
+      await flushMicrotasks();
+      expect(t.tracked).toBe(0);
+      await enroll('lean-app', ['lean-db']);
+      await eventually(async () => {
+        await flushMicrotasks();
+        return JSON.stringify(own.workers.get('lean-app')?.blockedBy) === JSON.stringify(['lean-db']);
+      }, 5000, 'lean-app blocked by the stale lean-db');
+      expect(t.tracked).toBe(own.workers.size);
+      await hb('lean-db', 2);
+      await eventually(async () => {
+        await flushMicrotasks();
+        return own.workers.get('lean-app')?.blockedBy?.length === 0;
+      }, 5000, 'lean-app unblocked');
+    } finally {
+      await t.stop();
+      await own.stop();
+    }
+  });
+
   it('refuses a registration that closes a cycle with InvalidArgument, changing nothing', async () => {
     await register('a');
     await register('b', { dependsOn: ['a'] });
