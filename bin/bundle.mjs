@@ -11,7 +11,7 @@
 // package-lock.json changes. The hive's holds only its own code: its
 // dependencies (PGlite's WebAssembly among them) load from node_modules as
 // they are.
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -59,6 +59,16 @@ const keepImportMeta = {
   },
 };
 
+/** Runs a build into tmp; a failed one leaves no half-written file behind. */
+async function buildOrClean(tmp, run) {
+  try {
+    await run();
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
 /** The path of an up-to-date bundle of `entry` (relative to the repository root). */
 export async function bundled(name, entry, sourceDirs, opts = {}) {
   const out = join(ROOT, 'dist', `${name}.mjs`);
@@ -67,7 +77,7 @@ export async function bundled(name, entry, sourceDirs, opts = {}) {
   // Written aside and renamed: two processes starting at once never see half a file.
   const tmp = `${out}.${process.pid}.tmp`;
   const { build } = await import('esbuild');
-  await build({
+  await buildOrClean(tmp, () => build({
     entryPoints: [join(ROOT, entry)],
     outfile: tmp,
     bundle: true,
@@ -83,7 +93,7 @@ export async function bundled(name, entry, sourceDirs, opts = {}) {
     // CommonJS dependencies (pino, prom-client, commander) call require() for
     // node's built-in modules; an ES module has no require of its own.
     banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-  });
+  }));
   renameSync(tmp, out);
   return out;
 }
@@ -109,7 +119,8 @@ export function bundledHive() {
 export async function startable(bundle, sourceEntry) {
   try {
     return pathToFileURL(await bundle()).href;
-  } catch {
+  } catch (err) {
+    process.stderr.write(`no up-to-date bundle of ${sourceEntry} (${err.message.split('\n')[0]}): running the sources through tsx, which starts slower\n`);
     const { register } = await import('tsx/esm/api');
     register();
     return pathToFileURL(join(ROOT, sourceEntry)).href;

@@ -57,7 +57,11 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
       // Read before the call: a repeat on an already STALE worker is a no-op.
       const before = registry.workers.get(req.workerId);
       const wasStale = before?.state === WorkerState.STALE && before.lastSeq === req.observedSeq;
-      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason);
+      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason, {
+        signal: ctx.signal,
+        // A mark that waited for the hive to read up to the deadline: its sender may have lost the lead meanwhile.
+        after: () => registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN),
+      });
       return { worker: toWorkerMessage(w), applied: !wasStale };
     },
 

@@ -6,16 +6,22 @@ import type { Clock } from '../lib/clock.js';
 // a heartbeat the kernel took in before a deadline may still be unread
 // after it. Once a turn that began at or after the moment has run to its
 // end, all of it has been read and handled. A stale mark waits for that
-// (registry.markStale), so it never beats a heartbeat sent in time that
-// the hive had not got to yet. A ticker marks where each turn begins.
+// (registry.markStale), so it does not beat a heartbeat that reached this
+// hive before the deadline and that it had not got to yet (one still on
+// the network, or unread on another replica, is not covered). A ticker
+// marks where each turn begins.
 
-/** How often the ticker runs on an idle loop: the most an idle hive adds to a mark. */
+/** How often the ticker runs on an idle loop: an idle hive adds about two ticks to a mark. */
 const TICK_MS = 5;
 
 export interface ReadThrough {
   /** Whether everything that reached the sockets before `at` (clock ms) has been read. */
   readThrough(at: number): boolean;
-  /** Resolves once readThrough(at) holds. */
+  /**
+   * Resolves once readThrough(at) holds, for an `at` that is not in the
+   * future: at the latest when a turn begun after the call has ended,
+   * whatever the wall clock does meanwhile (a step back must not park it).
+   */
   untilRead(at: number): Promise<void>;
   stop(): void;
 }
@@ -31,15 +37,18 @@ export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
   /** Start of the last turn that has run to its end, and of the current one. */
   let ended = clock.now();
   let current = ended;
-  let waiting: Array<{ at: number; resolve: () => void }> = [];
+  /** Ticks so far: a wait that began before tick n is over once tick n + 1 has run (turn n has ended). */
+  let ticks = 0;
+  let waiting: Array<{ at: number; tick: number; resolve: () => void }> = [];
   const ticker = setInterval(() => {
     // Timers run first in a turn: the previous turn has ended.
     ended = current;
     current = clock.now();
+    ticks++;
     if (waiting.length === 0) return;
     const still: typeof waiting = [];
     for (const w of waiting) {
-      if (w.at <= ended) w.resolve();
+      if (w.at <= ended || ticks >= w.tick + 2) w.resolve();
       else still.push(w);
     }
     waiting = still;
@@ -52,7 +61,7 @@ export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
     readThrough,
     untilRead(at) {
       if (readThrough(at)) return Promise.resolve();
-      return new Promise<void>((resolve) => waiting.push({ at, resolve }));
+      return new Promise<void>((resolve) => waiting.push({ at, tick: ticks, resolve }));
     },
     stop() {
       stopped = true;

@@ -452,7 +452,7 @@ export async function createRegistry(deps: RegistryDeps) {
         w.labels = { ...req.labels };
         w.intervalMs = intervalMs;
         if (req.restartPolicy) w.policy = req.restartPolicy;
-        w.dependsOn = [...req.dependsOn];
+        w.dependsOn = req.dependsOn.length > 0 ? [...req.dependsOn] : NONE;
         w.dependsOnSelector = req.dependsOnSelector;
         const { row, secret } = newTokenRow(TokenScope.WORKER, now, { workerId: id, description: `worker ${id}` });
         const actor = p.scope === TokenScope.ADMIN ? 'admin' : 'join';
@@ -555,7 +555,19 @@ export async function createRegistry(deps: RegistryDeps) {
       return w;
     },
 
-    async markStale(workerId: string, observedSeq: bigint, observedSession: string, actor: string, reason: string): Promise<LiveWorker> {
+    /**
+     * A mark that has to wait for the hive to read up to the deadline checks
+     * `wait.signal` (the call may have ended) and runs `wait.after` (the
+     * caller's fence, say) before it is decided afresh.
+     */
+    async markStale(
+      workerId: string,
+      observedSeq: bigint,
+      observedSession: string,
+      actor: string,
+      reason: string,
+      wait: { signal?: AbortSignal; after?: () => void | Promise<void> } = {},
+    ): Promise<LiveWorker> {
       for (;;) {
         const w = get(workerId);
         if (w.state === WorkerState.STALE && w.lastSeq === observedSeq) return w; // at-least-once: repeat is a no-op
@@ -571,6 +583,8 @@ export async function createRegistry(deps: RegistryDeps) {
           // after the deadline has ended (two turns at most), then is
           // decided afresh.
           await turns.untilRead(due);
+          if (wait.signal?.aborted) throw aborted('the call ended while the mark waited for the hive to read up to the deadline');
+          await wait.after?.();
           continue;
         }
         await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);

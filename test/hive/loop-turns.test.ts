@@ -32,6 +32,21 @@ describe('watchLoopTurns', () => {
     expect(turns.readThrough(Date.now() + 1000)).toBe(false);
   });
 
+  it('a wait ends once a turn begun after it has ended, even if the wall clock stepped back meanwhile', async () => {
+    let wall = 1_000_000;
+    turns = watchLoopTurns({ now: () => wall, sleep: systemClock.sleep }, 5);
+    await new Promise((r) => setTimeout(r, 20));
+    wall += 1;
+    const at = wall; // now: no turn has begun at or after it yet
+    wall -= 60_000; // the clock is stepped back a minute
+    let done = false;
+    const read = turns.untilRead(at).then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    await read; // two ticks later, not a minute
+    expect(turns.readThrough(at)).toBe(false);
+  });
+
   it('lets go of every wait when stopped, and keeps none after', async () => {
     turns = watchLoopTurns(systemClock, 5);
     const wait = turns.untilRead(Date.now() + 60_000);

@@ -5,7 +5,7 @@ import { HealthStatus, HeartbeatRequestSchema, RegisterWorkerRequestSchema, Toke
 import { ManualClock } from '../../lib/clock.js';
 import { msToDuration } from '../../lib/duration.js';
 import { createLogger } from '../../lib/logger.js';
-import { toConnectError } from '../../hive/errors.js';
+import { HiveError, toConnectError } from '../../hive/errors.js';
 import { createRegistry, type Registry } from '../../hive/registry.js';
 import type { ReadThrough } from '../../hive/loop-turns.js';
 import type { Store } from '../../hive/store/store.js';
@@ -166,6 +166,34 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     expect(w.stateSince).toBe(clock.now()); // decided when it could be, not when it came in
     expect(await late).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringMatching(/heartbeated since/) });
     expect(r.get('w-late').state).toBe(WorkerState.HEALTHY);
+  });
+
+  it('a mark that waited for the hive to read up to the deadline is dropped when its call ended, and asks the caller again (the fence) before it is decided', async () => {
+    let ended = -Infinity;
+    const waiting: Array<() => void> = [];
+    turns = {
+      readThrough: (at) => ended >= at,
+      untilRead: (at) => new Promise<void>((resolve) => waiting.push(() => (ended >= at ? resolve() : waiting.push(() => resolve())))),
+      stop: () => undefined,
+    };
+    const r = await fresh();
+    await enroll(r, admin, reg('w-fence', 1000));
+    await enroll(r, admin, reg('w-gone', 1000));
+    await r.heartbeat(as('w-fence'), hb('w-fence', 1));
+    await r.heartbeat(as('w-gone'), hb('w-gone', 1));
+    const due = clock.now() + 2000;
+    await clock.advance(2100);
+    const call = new AbortController();
+    const gone = r.markStale('w-gone', 1n, 's1', 'monitor', '', { signal: call.signal }).catch((err) => toConnectError(err));
+    const fenced = r.markStale('w-fence', 1n, 's1', 'monitor', '', { after: () => Promise.reject(new HiveError(Code.FailedPrecondition, 'fencing token 3 is older than 4')) }).catch((err) => toConnectError(err));
+    await new Promise((res) => setImmediate(res));
+    call.abort();
+    ended = due + 10;
+    waiting.splice(0).forEach((w) => w());
+    expect(await gone).toMatchObject({ code: Code.Aborted });
+    expect(await fenced).toMatchObject({ code: Code.FailedPrecondition, rawMessage: 'fencing token 3 is older than 4' });
+    expect(r.get('w-gone').state).toBe(WorkerState.HEALTHY);
+    expect(r.get('w-fence').state).toBe(WorkerState.HEALTHY);
   });
 
   it('lets a heartbeat that arrives while MarkStale is in flight win', async () => {

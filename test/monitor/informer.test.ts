@@ -188,8 +188,10 @@ describe('HiveClock', () => {
     c.sample(750, 1000);
     c.answered(1250, 1000);
     expect(c.offset()).toBe(0);
-    // The hive is 400 ms ahead: the lower bound says so.
+    // The hive is 400 ms ahead (20 ms transit, an answer stamped 30 ms after the call left): the lower bound is nearest 0.
+    c.reset();
     c.sample(1400 - 20, 1000);
+    c.answered(1400 + 30, 1000);
     expect(c.offset()).toBe(380);
     c.reset();
     // The hive is 400 ms behind: an answer stamped 300 ms after it was asked proves it.

@@ -621,8 +621,9 @@ export const ControlService: GenService<{
    * heartbeat; the message says for how many ms). A mark that comes just
    * past the deadline waits until the hive has read what reached its
    * sockets by the deadline (a busy hive reads them once a turn of its
-   * event loop, hundreds of ms apart under load), so it never beats a
-   * heartbeat sent in time; the hive then decides it afresh.
+   * event loop, hundreds of ms apart under load), so it does not beat a
+   * heartbeat that reached this hive before the deadline; the hive then
+   * decides it afresh (the fencing token too).
    *
    * @generated from rpc hive.v1.ControlService.MarkStale
    */
