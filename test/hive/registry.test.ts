@@ -131,27 +131,39 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     expect(events.filter((e) => e.kind === 'marked_stale')).toHaveLength(1);
   });
 
-  it('a mark waits until the hive has read what reached it by the deadline; a heartbeat read meanwhile wins', async () => {
-    // The event loop's turns, by hand: `ended` is the start of the last turn that has run to its end.
+  /** The event loop's turns, by hand: `ended` is the start of the last turn that has run to its end. */
+  const handTurns = () => {
     let ended = -Infinity;
-    const waiting: Array<() => void> = [];
+    let waiting: Array<{ at: number; resolve: () => void }> = [];
     turns = {
       readThrough: (at) => ended >= at,
-      untilRead: (at) => new Promise<void>((resolve) => waiting.push(() => ended >= at && resolve())),
+      untilRead: (at) => new Promise<void>((resolve) => waiting.push({ at, resolve })),
       stop: () => undefined,
     };
-    const endTurn = async (start: number) => {
+    return async (start: number) => {
       ended = start;
-      waiting.splice(0).forEach((w) => w());
+      // Waits not yet read through stay (a hang shows as a test that never ends).
+      const due = waiting.filter((w) => w.at <= ended);
+      waiting = waiting.filter((w) => w.at > ended);
+      due.forEach((w) => w.resolve());
       await new Promise((r) => setImmediate(r));
     };
-    const r = await fresh();
-    await enroll(r, admin, reg('w-unread', 1000));
-    await enroll(r, admin, reg('w-late', 1000));
-    await r.heartbeat(as('w-unread'), hb('w-unread', 1));
-    await r.heartbeat(as('w-late'), hb('w-late', 1));
+  };
+  /** Two workers that heartbeated once and have been silent 100 ms past their deadline, which it returns. */
+  const silentPastDue = async (r: Registry, a: string, b: string) => {
+    for (const id of [a, b]) {
+      await enroll(r, admin, reg(id, 1000));
+      await r.heartbeat(as(id), hb(id, 1));
+    }
     const due = clock.now() + 2000;
     await clock.advance(2100);
+    return due;
+  };
+
+  it('a mark waits until the hive has read what reached it by the deadline; a heartbeat read meanwhile wins', async () => {
+    const endTurn = handTurns();
+    const r = await fresh();
+    const due = await silentPastDue(r, 'w-unread', 'w-late');
     await endTurn(due - 1); // the last finished turn began before the deadline
     const marking = r.markStale('w-unread', 1n, 's1', 'monitor', '');
     const late = r.markStale('w-late', 1n, 's1', 'monitor', '').catch((err) => toConnectError(err));
@@ -169,27 +181,15 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
   });
 
   it('a mark that waited for the hive to read up to the deadline is dropped when its call ended, and asks the caller again (the fence) before it is decided', async () => {
-    let ended = -Infinity;
-    const waiting: Array<() => void> = [];
-    turns = {
-      readThrough: (at) => ended >= at,
-      untilRead: (at) => new Promise<void>((resolve) => waiting.push(() => (ended >= at ? resolve() : waiting.push(() => resolve())))),
-      stop: () => undefined,
-    };
+    const endTurn = handTurns();
     const r = await fresh();
-    await enroll(r, admin, reg('w-fence', 1000));
-    await enroll(r, admin, reg('w-gone', 1000));
-    await r.heartbeat(as('w-fence'), hb('w-fence', 1));
-    await r.heartbeat(as('w-gone'), hb('w-gone', 1));
-    const due = clock.now() + 2000;
-    await clock.advance(2100);
+    const due = await silentPastDue(r, 'w-fence', 'w-gone');
     const call = new AbortController();
     const gone = r.markStale('w-gone', 1n, 's1', 'monitor', '', { signal: call.signal }).catch((err) => toConnectError(err));
     const fenced = r.markStale('w-fence', 1n, 's1', 'monitor', '', { after: () => Promise.reject(new HiveError(Code.FailedPrecondition, 'fencing token 3 is older than 4')) }).catch((err) => toConnectError(err));
     await new Promise((res) => setImmediate(res));
     call.abort();
-    ended = due + 10;
-    waiting.splice(0).forEach((w) => w());
+    await endTurn(due + 10);
     expect(await gone).toMatchObject({ code: Code.Aborted });
     expect(await fenced).toMatchObject({ code: Code.FailedPrecondition, rawMessage: 'fencing token 3 is older than 4' });
     expect(r.get('w-gone').state).toBe(WorkerState.HEALTHY);
