@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { ControlService, DefaultPolicySchema, SilenceSchema } from '../gen/hive/v1/control_pb.js';
 import { RestartPolicySchema } from '../gen/hive/v1/policy_pb.js';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { CommandType, TokenScope, WorkerState } from '../gen/hive/v1/registry_pb.js';
+import { CommandType, TokenScope } from '../gen/hive/v1/registry_pb.js';
 import type { Clock } from '../lib/clock.js';
 import { durationToMs, msToTimestamp } from '../lib/duration.js';
 import { principalOf } from './auth.js';
@@ -54,15 +54,12 @@ export function createControlHandlers(deps: ControlDeps): ServiceImpl<typeof Con
       const scope = principalOf(ctx).scope;
       // A leader that lost its lease (paused, partitioned) must not act after its successor.
       await registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN);
-      // Read before the call: a repeat on an already STALE worker is a no-op.
-      const before = registry.workers.get(req.workerId);
-      const wasStale = before?.state === WorkerState.STALE && before.lastSeq === req.observedSeq;
-      const w = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason, {
+      const { worker, applied } = await registry.markStale(req.workerId, req.observedSeq, req.observedSessionId, actorWithFence(scope, req.fencingToken), req.reason, {
         signal: ctx.signal,
         // A mark that waited for the hive to read up to the deadline: its sender may have lost the lead meanwhile.
         after: () => registry.live.checkFence(req.fencingToken, scope !== TokenScope.ADMIN),
       });
-      return { worker: toWorkerMessage(w), applied: !wasStale };
+      return { worker: toWorkerMessage(worker), applied };
     },
 
     async setWorkerState(req, ctx) {

@@ -556,9 +556,11 @@ export async function createRegistry(deps: RegistryDeps) {
     },
 
     /**
-     * A mark that has to wait for the hive to read up to the deadline checks
-     * `wait.signal` (the call may have ended) and runs `wait.after` (the
-     * caller's fence, say) before it is decided afresh.
+     * Resolves with the worker and whether this call marked it (false: it
+     * was already STALE for that seq, a repeat). A mark that has to wait for
+     * the hive to read up to the deadline checks `wait.signal` (the call may
+     * have ended) and runs `wait.after` (the caller's fence, say) before it
+     * is decided afresh.
      */
     async markStale(
       workerId: string,
@@ -567,10 +569,10 @@ export async function createRegistry(deps: RegistryDeps) {
       actor: string,
       reason: string,
       wait: { signal?: AbortSignal; after?: () => void | Promise<void> } = {},
-    ): Promise<LiveWorker> {
+    ): Promise<{ worker: LiveWorker; applied: boolean }> {
       for (;;) {
         const w = get(workerId);
-        if (w.state === WorkerState.STALE && w.lastSeq === observedSeq) return w; // at-least-once: repeat is a no-op
+        if (w.state === WorkerState.STALE && w.lastSeq === observedSeq) return { worker: w, applied: false }; // at-least-once: repeat is a no-op
         if (!CAN_GO_STALE.has(w.state)) throw failedPrecondition(`worker "${workerId}" is ${WorkerState[w.state]}, not markable stale`);
         checkCas(w, observedSeq, observedSession);
         const now = clock.now();
@@ -588,7 +590,7 @@ export async function createRegistry(deps: RegistryDeps) {
           continue;
         }
         await casTransition(w, CAN_GO_STALE, WorkerState.STALE, observedSeq, observedSession, 'marked_stale', actor, reason || `no heartbeat for ${now - (w.lastSeen ?? w.registeredAt)} ms`);
-        return w;
+        return { worker: w, applied: true };
       }
     },
 

@@ -84,7 +84,7 @@ describe('Redis outage', () => {
     // After the grace, the shared compare-and-set works again on the converged state.
     await clock.advance(2500);
     expect(await codeOf(b.markStale('w-a', 1n, 's1', 'monitor', ''))).toBe(Code.FailedPrecondition);
-    expect((await b.markStale('w-a', 5n, 's1', 'monitor', '')).state).toBe(WorkerState.STALE);
+    expect((await b.markStale('w-a', 5n, 's1', 'monitor', '')).worker.state).toBe(WorkerState.STALE);
     await eventually(() => a.get('w-a').state === WorkerState.STALE, 5000, 'a sees the mark');
     const marks = (await store.listEvents({ workerId: 'w-a', limit: 20 })).filter((e) => e.kind === 'marked_stale');
     expect(marks).toHaveLength(1);

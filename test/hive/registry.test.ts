@@ -123,10 +123,11 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     await r.heartbeat(as('w-cas'), hb('w-cas', 2));
     await rejectsWith(r.markStale('w-cas', 1n, 's1', 'monitor', ''), Code.FailedPrecondition); // heartbeated since
     await clock.advance(2000);
-    const w = await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
+    const { worker: w, applied } = await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
     expect(w.state).toBe(WorkerState.STALE);
+    expect(applied).toBe(true);
     // At-least-once delivery: repeating the mark is a no-op, not an error.
-    await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent');
+    expect((await r.markStale('w-cas', 2n, 's1', 'monitor', 'silent')).applied).toBe(false);
     const events = await store.listEvents({ workerId: 'w-cas', limit: 10 });
     expect(events.filter((e) => e.kind === 'marked_stale')).toHaveLength(1);
   });
@@ -173,7 +174,7 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     await r.heartbeat(as('w-late'), hb('w-late', 2));
     await clock.advance(50);
     await endTurn(due + 10); // a turn begun after the deadline has ended
-    const w = await marking;
+    const { worker: w } = await marking;
     expect(w.state).toBe(WorkerState.STALE);
     expect(w.stateSince).toBe(clock.now()); // decided when it could be, not when it came in
     expect(await late).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringMatching(/heartbeated since/) });
@@ -222,7 +223,7 @@ describe.each(['memory', 'redis'] as const)('registry (live state: %s)', (engine
     expect(w.graceUntil).toBe(clock.now() + 2000);
     await rejectsWith(r.markStale('w-grace', 1n, 's1', 'monitor', ''), Code.FailedPrecondition);
     await clock.advance(2000);
-    expect((await r.markStale('w-grace', 1n, 's1', 'monitor', '')).state).toBe(WorkerState.STALE);
+    expect((await r.markStale('w-grace', 1n, 's1', 'monitor', '')).worker.state).toBe(WorkerState.STALE);
   });
 
   it('does not let a join token take over a worker that has a token; an admin rotates it', async () => {
