@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client
 import { registerProcessMetrics } from '../lib/process-metrics.js';
 import { ACTION_NAMES, type ActionName } from './policy.js';
 import { SEVERITIES, type Severity } from './alerts.js';
+import type { MarkAnswer } from './stale-detector.js';
 
 // The monitor's metrics, on a Registry of its own. The Grafana dashboard is
 // built from these exact names. Gauges that mirror state are read at scrape
@@ -23,8 +24,8 @@ export interface MonitorGaugeSources {
 export const RESTART_RESULTS = ['issued', 'verified', 'failed'] as const;
 export type RestartResult = (typeof RESTART_RESULTS)[number];
 
-/** What a MarkStale call came to: applied, or refused for a heartbeat the view had not shown yet, and the rest. */
-export const MARK_ANSWERS = ['applied', 'done', 'heartbeated', 'later', 'moot', 'retry'] as const;
+/** Every MarkStale answer the stale detector reports, each a series from the start (the record makes the compiler check that none is missing). */
+const MARK_ANSWERS = Object.keys({ applied: 1, done: 1, heartbeated: 1, later: 1, moot: 1, retry: 1 } satisfies Record<MarkAnswer, 1>) as MarkAnswer[];
 
 /** Fine below 0.25 s (the target is 0.1 s), coarse above for outliers. */
 export const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -79,7 +80,7 @@ export function createMonitorMetrics(prom: PromRegistry, src: MonitorGaugeSource
       stale.inc();
       lag.observe(Math.max(0, lagSeconds));
     },
-    markAnswer(answer: (typeof MARK_ANSWERS)[number]): void {
+    markAnswer(answer: MarkAnswer): void {
       markCalls.labels(answer).inc();
     },
     restart(action: ActionName, result: RestartResult): void {
