@@ -12,7 +12,7 @@
 // dependencies (PGlite's WebAssembly among them) load from node_modules as
 // they are.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,7 +48,7 @@ const keepImportMeta = {
   name: 'keep-import-meta',
   setup(build) {
     build.onLoad({ filter: /\.ts$/ }, (args) => {
-      if (args.path.includes(`${join('node_modules', '')}`)) return undefined;
+      if (args.path.includes(`${sep}node_modules${sep}`)) return undefined;
       const source = readFileSync(args.path, 'utf8');
       if (!source.includes('import.meta.')) return undefined;
       const contents = source
@@ -59,16 +59,6 @@ const keepImportMeta = {
   },
 };
 
-/** Runs a build into tmp; a failed one leaves no half-written file behind. */
-async function buildOrClean(tmp, run) {
-  try {
-    await run();
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
-
 /** The path of an up-to-date bundle of `entry` (relative to the repository root). */
 export async function bundled(name, entry, sourceDirs, opts = {}) {
   const out = join(ROOT, 'dist', `${name}.mjs`);
@@ -77,7 +67,7 @@ export async function bundled(name, entry, sourceDirs, opts = {}) {
   // Written aside and renamed: two processes starting at once never see half a file.
   const tmp = `${out}.${process.pid}.tmp`;
   const { build } = await import('esbuild');
-  await buildOrClean(tmp, () => build({
+  await build({
     entryPoints: [join(ROOT, entry)],
     outfile: tmp,
     bundle: true,
@@ -93,7 +83,11 @@ export async function bundled(name, entry, sourceDirs, opts = {}) {
     // CommonJS dependencies (pino, prom-client, commander) call require() for
     // node's built-in modules; an ES module has no require of its own.
     banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-  }));
+  }).catch((err) => {
+    // A failed build leaves no half-written file behind.
+    rmSync(tmp, { force: true });
+    throw err;
+  });
   renameSync(tmp, out);
   return out;
 }
