@@ -33,7 +33,14 @@ export const ALWAYS_READ: ReadThrough = {
   stop: () => undefined,
 };
 
-export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
+export interface LoopTurnOptions {
+  /** How often the ticker runs (ms). */
+  tickMs?: number;
+  /** Told how long each wait lasted (clock ms): what reading up to a deadline cost a stale mark. */
+  onWaited?: (ms: number) => void;
+}
+
+export function watchLoopTurns(clock: Clock, { tickMs = TICK_MS, onWaited }: LoopTurnOptions = {}): ReadThrough {
   /** Start of the last turn that has run to its end, and of the current one. */
   let ended = clock.now();
   let current = ended;
@@ -61,7 +68,9 @@ export function watchLoopTurns(clock: Clock, tickMs = TICK_MS): ReadThrough {
     readThrough,
     untilRead(at) {
       if (readThrough(at)) return Promise.resolve();
-      return new Promise<void>((resolve) => waiting.push({ at, tick: ticks, resolve }));
+      const since = clock.now();
+      const done = onWaited ? () => onWaited(Math.max(0, clock.now() - since)) : undefined;
+      return new Promise<void>((resolve) => waiting.push({ at, tick: ticks, resolve: done ? () => (done(), resolve()) : resolve }));
     },
     stop() {
       stopped = true;

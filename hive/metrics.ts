@@ -118,6 +118,12 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     registers: [prom],
   });
   const handled = handling.labels();
+  const markWait = new Histogram({
+    name: 'hive_stale_mark_read_wait_seconds',
+    help: 'Time a stale mark that came just past its deadline waited for the hive to read its sockets up to the deadline (until a turn of the event loop begun after it had ended).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [prom],
+  });
   const streams = new Gauge({ name: 'hive_heartbeat_streams_open', help: 'Open HeartbeatStream calls.', registers: [prom] });
   new Gauge({
     name: 'hive_workers',
@@ -208,6 +214,10 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
     heartbeat(result: HeartbeatResult, seconds?: number): void {
       pending[result]++;
       if (seconds !== undefined) handled.observe(seconds);
+    },
+    /** A stale mark waited this long for the hive to read up to its deadline. */
+    markReadWait(seconds: number): void {
+      markWait.observe(seconds);
     },
     stream(delta: number): void {
       streams.inc(delta);

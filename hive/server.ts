@@ -63,7 +63,7 @@ export async function startHive(config: HiveConfig, opts: { log: Logger; clock?:
     ? createRedisLiveState({ url: config.redisUrl, prefix: config.redisPrefix ?? 'hive', log: log.child({ component: 'live-state' }) })
     : createMemoryLiveState();
   // Turns of the event loop happen in wall-clock time: a test's clock that moves by hand gets none.
-  const turns = opts.clock ? ALWAYS_READ : watchLoopTurns(clock);
+  const turns = opts.clock ? ALWAYS_READ : watchLoopTurns(clock, { onWaited: (ms) => metrics.markReadWait(ms / 1000) });
   try {
     registry = await createRegistry({
       store,

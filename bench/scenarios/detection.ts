@@ -38,6 +38,18 @@ async function markAnswers(port: number): Promise<Record<string, number>> {
   }
 }
 
+/** Unlabelled samples of a /metrics page by name (NaN where absent); empty when it cannot be read. */
+async function scrape(port: number): Promise<(name: string) => number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const values = new Map<string, number>();
+    for (const m of text.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$/gm)) values.set(m[1], Number(m[2]));
+    return (name) => values.get(name) ?? NaN;
+  } catch {
+    return () => NaN;
+  }
+}
+
 export const detectionScenario: Scenario = {
   name: 'detection',
   title: 'detection lag, 10,000 workers at 1 s under stream load',
@@ -53,7 +65,8 @@ export const detectionScenario: Scenario = {
     const loadFleet: DerivedFleet = { prefix: 'bench-l-', seed: `${schema}l`, count: ctx.opts.streams };
     await insertFleet(url, schema, fleet, 1000);
     await insertFleet(url, schema, loadFleet, 5000);
-    const hive = await startHive({ databaseUrl: url, schema });
+    // Per-worker series off: the scrapes below read the hive's own figures, and a page of 2,000 workers' series would be a long turn of its own.
+    const hive = await startHive({ databaseUrl: url, schema, env: { HIVE_METRICS_PER_WORKER: 'false' } });
     const load = await startLoadgen('loadgen-stream');
     const fleetGen = await startLoadgen('loadgen-fleet');
     let monitor: ReturnType<typeof spawnNode> | null = null;
@@ -81,11 +94,14 @@ export const detectionScenario: Scenario = {
       // under one interval). Started before, it would rightly mark the
       // workers that were inserted long ago and had not yet spoken.
       await sleep(3000);
+      // Resets the hive's event-loop delay histogram (prom-client starts it afresh at every scrape).
+      const before = await scrape(hive.httpPort);
       const monitorPort = await freePort();
       monitor = spawnNode('monitor', MONITOR_ENTRY, ['--hive', hive.addr, '--token', hive.adminToken, '--http-addr', `127.0.0.1:${monitorPort}`], { env: { LOG_LEVEL: process.env.BENCH_MONITOR_LOG_LEVEL || 'warn' }, nodeArgs: process.env.BENCH_MONITOR_NODE_ARGS?.split(' ').filter(Boolean) });
       await sleep(2000);
       if (!monitor.alive()) throw new Skip(`skipped: monitor not available (${MONITOR_ENTRY} exited: ${monitor.tail().split('\n').slice(-3).join(' | ')})`);
       const result = await fleetRun;
+      const after = await scrape(hive.httpPort);
       const answers = await markAnswers(monitorPort);
       const streamLoad = await measuring;
       const hiveCores = (processCpuSeconds(hive.child.pid) - c0) / ((Date.now() - t0) / 1000);
@@ -98,11 +114,17 @@ export const detectionScenario: Scenario = {
       const lateSender = (m: StaleMark) => (m.sinceSendMs ?? 0) > 2 * fleetSpec.intervalMs;
       const falseMarks = result.marks.filter((m) => !m.silenced && !lateSender(m)).length;
       const lateSenderMarks = result.marks.filter((m) => !m.silenced && lateSender(m)).length;
+      // What bounds the lag: a mark is applied once the hive has read its
+      // sockets up to the deadline, at least a turn of its event loop.
+      const loopMs = (q: string) => after(`nodejs_eventloop_lag_${q}_seconds`) * 1000;
+      const waits = after('hive_stale_mark_read_wait_seconds_count') - before('hive_stale_mark_read_wait_seconds_count');
+      const waitMeanMs = ((after('hive_stale_mark_read_wait_seconds_sum') - before('hive_stale_mark_read_wait_seconds_sum')) / waits) * 1000;
       ctx.log(
         `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
           `${falseMarks} false marks (${lateSenderMarks} more of workers the load generator sent late), stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores; ` +
           `mark calls: ${Object.entries(answers).map(([k, v]) => `${v} ${k}`).join(', ') || 'not read'}`,
       );
+      ctx.log(`  the hive's event-loop delay over the run: p50 ${loopMs('p50').toFixed(0)} ms, p99 ${loopMs('p99').toFixed(0)} ms, max ${loopMs('max').toFixed(0)} ms; ${waits} marks waited for it to read up to their deadline, ${waitMeanMs.toFixed(0)} ms on average`);
       return {
         status: result.missed > 0 || falseMarks > 0 ? 'failed' : 'ok',
         reason: result.missed > 0 || falseMarks > 0 ? `${result.missed} silent workers never marked stale, ${falseMarks} heartbeating workers marked stale` : undefined,
@@ -116,6 +138,11 @@ export const detectionScenario: Scenario = {
           fleetBeatsPerSec: { value: result.beats / 20, unit: '/s' },
           streamLoadOpsPerSec: { value: streamLoad.opsPerSec, unit: 'ops/s', note: 'the closed-loop stream load running beside the fleet' },
           hiveCores: { value: hiveCores, unit: 'cores' },
+          hiveLoopDelayP50Ms: { value: loopMs('p50'), unit: 'ms', note: "the hive's event-loop delay (prom-client, 10 ms timer) from the monitor's start to the fleet's end: about the length of a turn" },
+          hiveLoopDelayP99Ms: { value: loopMs('p99'), unit: 'ms' },
+          hiveLoopDelayMaxMs: { value: loopMs('max'), unit: 'ms' },
+          marksWaitedForRead: { value: waits, unit: 'marks', note: 'marks that came just past the deadline and waited for the hive to read its sockets up to it (hive_stale_mark_read_wait_seconds)' },
+          markReadWaitMeanMs: { value: waitMeanMs, unit: 'ms' },
           marksRefusedHeartbeated: { value: answers.heartbeated ?? NaN, unit: 'calls', note: 'MarkStale calls the hive refused for a heartbeat the monitor had not seen yet' },
         },
         notes: [

@@ -18,7 +18,7 @@ const block = (ms: number) => {
 
 describe('watchLoopTurns', () => {
   it('counts a moment as read once a turn begun after it has ended, not while the turn that saw it runs', async () => {
-    turns = watchLoopTurns(systemClock, 5);
+    turns = watchLoopTurns(systemClock, { tickMs: 5 });
     await new Promise((r) => setTimeout(r, 20));
     block(60); // this turn began before `at` and is still running
     const at = Date.now() - 1;
@@ -34,7 +34,7 @@ describe('watchLoopTurns', () => {
 
   it('a wait ends once a turn begun after it has ended, even if the wall clock stepped back meanwhile', async () => {
     let wall = 1_000_000;
-    turns = watchLoopTurns({ now: () => wall, sleep: systemClock.sleep }, 5);
+    turns = watchLoopTurns({ now: () => wall, sleep: systemClock.sleep }, { tickMs: 5 });
     await new Promise((r) => setTimeout(r, 20));
     wall += 1;
     const at = wall; // now: no turn has begun at or after it yet
@@ -47,8 +47,22 @@ describe('watchLoopTurns', () => {
     expect(turns.readThrough(at)).toBe(false);
   });
 
+  it('tells how long each wait lasted on its clock, and nothing for a moment already read', async () => {
+    let wall = 1_000_000;
+    const waited: number[] = [];
+    turns = watchLoopTurns({ now: () => wall, sleep: systemClock.sleep }, { tickMs: 5, onWaited: (ms) => waited.push(ms) });
+    await new Promise((r) => setTimeout(r, 20));
+    await turns.untilRead(wall - 10_000);
+    expect(waited).toEqual([]);
+    wall += 1;
+    const read = turns.untilRead(wall);
+    wall += 40; // the turns that read up to it take 40 ms by this clock
+    await read;
+    expect(waited).toEqual([40]);
+  });
+
   it('lets go of every wait when stopped, and keeps none after', async () => {
-    turns = watchLoopTurns(systemClock, 5);
+    turns = watchLoopTurns(systemClock, { tickMs: 5 });
     const wait = turns.untilRead(Date.now() + 60_000);
     turns.stop();
     await expect(wait).resolves.toBeUndefined();

@@ -78,6 +78,7 @@ describe('hive /metrics', () => {
     workers.set('w2', worker('w2', { state: WorkerState.STALE }));
     metrics.heartbeat('ok', 0.0001);
     metrics.flushed(2, 0.003, true);
+    metrics.markReadWait(0.12);
     r = await promtoolCheckMetrics(await prom.metrics());
     expect(r.output).toBe('');
     expect(r.ok).toBe(true);
@@ -99,6 +100,19 @@ describe('hive /metrics', () => {
       'hive_write_behind_flush_seconds_count{result="error"} 0',
     ]);
     expect(await samples(prom, 'hive_heartbeat_handling_seconds_count')).toEqual(['hive_heartbeat_handling_seconds_count 0']);
+    expect(await samples(prom, 'hive_stale_mark_read_wait_seconds_count')).toEqual(['hive_stale_mark_read_wait_seconds_count 0']);
+  });
+
+  it('times how long stale marks waited for the hive to read up to their deadline', async () => {
+    const { prom, metrics } = setup();
+    metrics.markReadWait(0.03);
+    metrics.markReadWait(0.3);
+    expect(await samples(prom, 'hive_stale_mark_read_wait_seconds_count')).toEqual(['hive_stale_mark_read_wait_seconds_count 2']);
+    const [sum] = await samples(prom, 'hive_stale_mark_read_wait_seconds_sum');
+    expect(Number(sum.split(' ')[1])).toBeCloseTo(0.33);
+    const buckets = await samples(prom, 'hive_stale_mark_read_wait_seconds_bucket');
+    expect(buckets).toContain('hive_stale_mark_read_wait_seconds_bucket{le="0.05"} 1');
+    expect(buckets).toContain('hive_stale_mark_read_wait_seconds_bucket{le="0.5"} 2');
   });
 
   it('counts heartbeats by result and times them', async () => {
