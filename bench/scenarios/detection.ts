@@ -118,7 +118,7 @@ export const detectionScenario: Scenario = {
       // sockets up to the deadline, at least a turn of its event loop.
       const loopMs = (q: string) => after(`nodejs_eventloop_lag_${q}_seconds`) * 1000;
       const waits = after('hive_stale_mark_read_wait_seconds_count') - before('hive_stale_mark_read_wait_seconds_count');
-      const waitMeanMs = ((after('hive_stale_mark_read_wait_seconds_sum') - before('hive_stale_mark_read_wait_seconds_sum')) / waits) * 1000;
+      const waitMeanMs = waits > 0 ? ((after('hive_stale_mark_read_wait_seconds_sum') - before('hive_stale_mark_read_wait_seconds_sum')) / waits) * 1000 : 0;
       ctx.log(
         `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
           `${falseMarks} false marks (${lateSenderMarks} more of workers the load generator sent late), stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores; ` +
