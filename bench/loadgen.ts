@@ -12,7 +12,7 @@ import {
   WorkerState,
 } from '../gen/hive/v1/registry_pb.js';
 import { fleetMembers, type DerivedFleet } from './lib/fleet.js';
-import type { Command, FirstBeatResult, FleetResult, FleetSpec, LoadSpec, MeasureResult, OnceResult, Reply, Request, SetupResult, StaleMark } from './lib/ipc.js';
+import type { Command, EtcdFleetSpec, FirstBeatResult, FleetResult, FleetSpec, LoadSpec, MeasureResult, OnceResult, Reply, Request, SetupResult, StaleMark } from './lib/ipc.js';
 import { percentile, Reservoir } from './lib/stats.js';
 import { ackSeqOfStream, bearer, clients, framesFor, HeartbeatFrames, identity, PATHS, pool, realisticHeartbeat, serializer, unary } from './lib/wire.js';
 
@@ -391,6 +391,60 @@ async function firstHeartbeat(port: number, fleet: DerivedFleet, timeoutMs: numb
 
 const tsMs = (t: { seconds: bigint; nanos: number } | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : NaN);
 
+/** What both fleets (hive and etcd) share: the timing of the sends, the silences, the wait for the marks. */
+interface Silences {
+  intervalMs: number;
+  silence: Array<{ k: number; atMs: number }>;
+  settleMs: number;
+  runMs: number;
+}
+
+/**
+ * Members that beat like agents: every interval (±10% jitter) from a
+ * random first phase, until silenced (the stream stays open, nothing more
+ * is sent). `send` writes member k's beat and calls `written` once the
+ * connection has it; the last two of those times per member are kept,
+ * enough to find the last one before a mark the watch reports at once.
+ */
+function agentBeats(count: number, spec: Silences, started: number, send: (k: number, written: () => void) => void) {
+  const silenced = new Map<number, number>(spec.silence.map((s) => [s.k, s.atMs]));
+  const sentAt = new Float64Array(count * 2);
+  const timers: NodeJS.Timeout[] = new Array(count);
+  for (let k = 0; k < count; k++) {
+    const silentAt = silenced.get(k);
+    const written = () => {
+      sentAt[2 * k] = sentAt[2 * k + 1];
+      sentAt[2 * k + 1] = Date.now();
+    };
+    const beat = () => {
+      if (silentAt !== undefined && Date.now() - started >= silentAt) return;
+      // Written when grpc-js has handed it to the connection: a write made
+      // just before this process stalls goes out after the stall.
+      send(k, written);
+      timers[k] = setTimeout(beat, spec.intervalMs * (0.9 + Math.random() * 0.2));
+    };
+    timers[k] = setTimeout(beat, Math.random() * spec.intervalMs);
+  }
+  return {
+    lastSendBefore: (k: number, t: number) => (sentAt[2 * k + 1] <= t ? sentAt[2 * k + 1] : sentAt[2 * k]),
+    stop: () => timers.forEach((t) => clearTimeout(t)),
+  };
+}
+
+/** Waits until every silenced member is marked and the run's length has passed, or two intervals and the settle time after the last silence. */
+async function untilMarked(spec: Silences, started: number, allMarked: () => boolean): Promise<void> {
+  const lastSilence = Math.max(0, ...spec.silence.map((s) => s.atMs));
+  const until = Math.max(spec.runMs, lastSilence + 2 * spec.intervalMs + spec.settleMs);
+  while (Date.now() - started < until) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (Date.now() - started > lastSilence + 2 * spec.intervalMs && allMarked() && Date.now() - started >= spec.runMs) break;
+  }
+}
+
+function fleetResult(beats: number, errors: number, lastError: string | null, marks: Map<string, StaleMark>, silencedIds: Set<string>): FleetResult {
+  return { beats, errors, lastError, marks: [...marks.values()], silenced: silencedIds.size, missed: [...silencedIds].filter((id) => !marks.has(id)).length };
+}
+
 /**
  * Detection lag: a fleet heartbeating every interval over streams (like
  * agents), some of which go silent; stale marks arrive on a watch of STALE
@@ -399,19 +453,15 @@ const tsMs = (t: { seconds: bigint; nanos: number } | undefined) => (t ? Number(
 async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   const conns = clients(spec.addr, spec.conns);
   const members = fleetMembers(spec.fleet);
-  const silenced = new Map<number, number>(spec.silence.map((s) => [s.k, s.atMs]));
   const silencedIds = new Set(spec.silence.map((s) => members[s.k].workerId));
   const marks = new Map<string, StaleMark>();
   const indexOf = new Map(members.map((m, k) => [m.workerId, k]));
-  // The last two sends of each worker (local ms, when written to the connection): enough to find the last one before a mark the watch reports at once.
-  const sentAt = new Float64Array(members.length * 2);
-  const lastSendBefore = (k: number, t: number) => (sentAt[2 * k + 1] <= t ? sentAt[2 * k + 1] : sentAt[2 * k]);
   let beats = 0;
   let errors = 0;
   let lastError: string | null = null;
-  const timers: NodeJS.Timeout[] = [];
   const calls: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
   const started = Date.now();
+  let sends: ReturnType<typeof agentBeats> | null = null;
 
   const watch = conns[0].makeServerStreamRequest(
     PATHS.watchWorkers,
@@ -429,7 +479,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
       const interval = w.heartbeatInterval ? Number(w.heartbeatInterval.seconds) * 1000 + w.heartbeatInterval.nanos / 1e6 : spec.intervalMs;
       const silenced = silencedIds.has(w.workerId);
       const k = indexOf.get(w.workerId);
-      const sinceSendMs = silenced || k === undefined ? undefined : tsMs(w.stateSince) - lastSendBefore(k, tsMs(w.stateSince));
+      const sinceSendMs = silenced || k === undefined || !sends ? undefined : tsMs(w.stateSince) - sends.lastSendBefore(k, tsMs(w.stateSince));
       marks.set(w.workerId, { workerId: w.workerId, lagMs: tsMs(w.stateSince) - tsMs(w.lastSeen) - 2 * interval, silenced, sinceSendMs });
     }
   });
@@ -437,8 +487,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     if (!/cancel/i.test(err.message)) lastError = `watch: ${err.message}`;
   });
 
-  members.forEach((m, k) => {
-    const frames = framesFor('agent', m.workerId, sessionId(), m.index);
+  const frames = members.map((m, k) => {
     const call = conns[k % conns.length].makeBidiStreamRequest(PATHS.heartbeatStream, identity, identity, bearer(m.token), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
     calls.push(call);
     call.on('data', () => void beats++);
@@ -447,37 +496,124 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
       errors++;
       lastError = err.message;
     });
-    let seq = 0;
-    const silentAt = silenced.get(k);
-    const beat = () => {
-      const now = Date.now() - started;
-      if (silentAt !== undefined && now >= silentAt) return; // hung agent: the stream stays open, nothing more is sent
-      // Sent when grpc-js has handed it to the connection: a write made just
-      // before this process stalls goes out after the stall.
-      call.write(frames.stream(++seq), () => {
-        sentAt[2 * k] = sentAt[2 * k + 1];
-        sentAt[2 * k + 1] = Date.now();
-      });
-      // ±10% jitter, as the agent does.
-      timers[k] = setTimeout(beat, spec.intervalMs * (0.9 + Math.random() * 0.2));
-    };
-    // Random first phase, as the agent does.
-    timers[k] = setTimeout(beat, Math.random() * spec.intervalMs);
+    return framesFor('agent', m.workerId, sessionId(), m.index);
   });
+  const seqs = new Uint32Array(members.length);
+  sends = agentBeats(members.length, spec, started, (k, written) => calls[k].write(frames[k].stream(++seqs[k]), written));
 
-  const lastSilence = Math.max(0, ...spec.silence.map((s) => s.atMs));
-  const until = Math.max(spec.runMs, lastSilence + 2 * spec.intervalMs + spec.settleMs);
-  while (Date.now() - started < until) {
-    await new Promise((r) => setTimeout(r, 250));
-    if (Date.now() - started > lastSilence + 2 * spec.intervalMs && [...silencedIds].every((id) => marks.has(id)) && Date.now() - started >= spec.runMs) break;
-  }
-  timers.forEach((t) => clearTimeout(t));
+  await untilMarked(spec, started, () => [...silencedIds].every((id) => marks.has(id)));
+  sends.stop();
   calls.forEach((c) => c.cancel());
   watch.cancel();
   conns.forEach((c) => c.close());
-  const all = [...marks.values()];
-  return { beats, errors, lastError, marks: all, silenced: silencedIds.size, missed: [...silencedIds].filter((id) => !marks.has(id)).length };
+  return fleetResult(beats, errors, lastError, marks, silencedIds);
 }
+
+/**
+ * The same fleet on etcd, the way a service registers itself there: a
+ * lease per member (TTL 2 x interval), a key on it, a keep-alive every
+ * interval over the member's own LeaseKeepAlive stream (10,000 streams
+ * over 20 connections, like the hive's fleet). etcd revokes an expired lease and deletes its key; a
+ * watch of the keys reports it. etcd's events carry no time, so a lag is
+ * read on this process's clock: the delete's arrival minus the answer to
+ * the member's last keep-alive minus the TTL (the renewal happened before
+ * its answer came, so this errs in etcd's favour by that answer's transit;
+ * the delete's own transit errs against it).
+ */
+async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<FleetResult> {
+  const def = protoLoader.loadSync(spec.protoPath, { longs: String, enums: String, defaults: true });
+  const method = (service: string, name: string) => (def[`etcdserverpb.${service}`] as grpc.ServiceDefinition)[name];
+  const [grant, keep, put, watchMethod] = [method('Lease', 'LeaseGrant'), method('Lease', 'LeaseKeepAlive'), method('KV', 'Put'), method('Watch', 'Watch')];
+  const call = <Res>(m: grpc.MethodDefinition<unknown, unknown>, path: string, k: number, req: unknown) =>
+    unary<unknown, Res>(conns[k % conns.length], path, m.requestSerialize as (r: unknown) => Buffer, m.responseDeserialize as (b: Buffer) => Res, req, new grpc.Metadata());
+  const conns = clients(spec.addr, spec.conns);
+  const ids: string[] = new Array(spec.count);
+  const frames: Buffer[] = new Array(spec.count);
+  const silencedIds = new Set(spec.silence.map((s) => String(s.k)));
+  const marks = new Map<string, StaleMark>();
+  const lastAnswer = new Float64Array(spec.count);
+  let ttlMs = spec.ttlSeconds * 1000;
+  let beats = 0;
+  let errors = 0;
+  let lastError: string | null = null;
+  let sends: ReturnType<typeof agentBeats> | null = null;
+  const onError = (what: string) => (err: Error) => {
+    if (/cancel/i.test(err.message)) return;
+    errors++;
+    lastError = `${what}: ${err.message}`;
+  };
+
+  // The range [prefix, prefix with its last byte + 1): every key of the fleet.
+  const end = Buffer.from(spec.prefix);
+  end[end.length - 1]++;
+  const watch = conns[0].makeBidiStreamRequest(PATHS.watch, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
+  const created = new Promise<void>((resolve) => {
+    watch.on('data', (buf: Buffer) => {
+      const now = Date.now();
+      const res = watchMethod.responseDeserialize(buf) as { created: boolean; events: Array<{ type: string; kv: { key: Buffer } | null }> };
+      if (res.created) resolve();
+      for (const e of res.events) {
+        if (e.type !== 'DELETE' || !e.kv) continue;
+        const id = e.kv.key.subarray(spec.prefix.length).toString();
+        const k = Number(id);
+        if (marks.has(id)) continue;
+        const silenced = silencedIds.has(id);
+        marks.set(id, { workerId: id, lagMs: now - lastAnswer[k] - ttlMs, silenced, sinceSendMs: silenced || !sends ? undefined : now - sends.lastSendBefore(k, now) });
+      }
+    });
+  });
+  watch.on('error', onError('watch'));
+  watch.write(watchMethod.requestSerialize({ createRequest: { key: Buffer.from(spec.prefix), rangeEnd: end, filters: ['NOPUT'] } }) as Buffer);
+  await created;
+
+  // A stream per lease, as each worker would be its own etcd client: etcd
+  // holds every keep-alive on a stream behind one for an expired lease
+  // until that lease is revoked, so leases sharing a stream fall together.
+  const streams: grpc.ClientDuplexStream<Buffer, Buffer>[] = new Array(spec.count);
+  const openStream = (k: number) => {
+    const s = conns[k % conns.length].makeBidiStreamRequest(PATHS.leaseKeepAlive, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
+    s.on('data', (buf: Buffer) => {
+      if (Number((keep.responseDeserialize(buf) as { TTL: string }).TTL) <= 0) return;
+      lastAnswer[k] = Date.now();
+      beats++;
+    });
+    s.on('error', onError('keep-alive'));
+    streams[k] = s;
+  };
+  const keepAlive = (k: number, written?: () => void) => streams[k].write(frames[k], written);
+
+  // Granting 10,000 leases takes longer than their TTL: those granted are
+  // kept alive four times a TTL until the fleet beats on its own timers.
+  const granted: number[] = [];
+  const meanwhile = setInterval(() => granted.forEach((k) => keepAlive(k)), ttlMs / 4);
+  try {
+    await pool(ids, 64, async (_, k) => {
+      const res = await call<{ ID: string; TTL: string; error: string }>(grant, PATHS.leaseGrant, k, { TTL: spec.ttlSeconds });
+      if (res.error) throw new Error(`LeaseGrant: ${res.error}`);
+      ids[k] = res.ID;
+      frames[k] = keep.requestSerialize({ ID: res.ID }) as Buffer;
+      openStream(k);
+      ttlMs = Number(res.TTL) * 1000; // etcd raises a TTL under its minimum
+      granted.push(k);
+      await call(put, PATHS.kvPut, k, { key: Buffer.from(`${spec.prefix}${k}`), value: Buffer.alloc(0), lease: res.ID });
+    });
+  } finally {
+    clearInterval(meanwhile);
+  }
+  const started = Date.now();
+  beats = 0;
+  sends = agentBeats(spec.count, spec, started, keepAlive);
+  ready();
+
+  await untilMarked(spec, started, () => [...silencedIds].every((id) => marks.has(id)));
+  sends.stop();
+  streams.forEach((s) => s.cancel());
+  watch.cancel();
+  conns.forEach((c) => c.close());
+  return fleetResult(beats, errors, lastError, marks, silencedIds);
+}
+
+let etcdFleet: Promise<FleetResult> | null = null;
 
 async function handle(cmd: Command): Promise<unknown> {
   switch (cmd.type) {
@@ -501,6 +637,17 @@ async function handle(cmd: Command): Promise<unknown> {
       return firstHeartbeat(cmd.port, cmd.fleet, cmd.timeoutMs);
     case 'fleet':
       return runFleet(cmd.spec);
+    case 'etcd-fleet': {
+      // Answers once the leases are granted and beating; the run's result comes from 'etcd-fleet-result'.
+      let ready!: () => void;
+      const started = new Promise<void>((r) => (ready = r));
+      etcdFleet = runEtcdFleet(cmd.spec, ready);
+      await Promise.race([started, etcdFleet]);
+      return null;
+    }
+    case 'etcd-fleet-result':
+      if (!etcdFleet) throw new Error('no etcd fleet is running');
+      return etcdFleet;
     case 'close':
       if (driver) {
         await Promise.race([driver.pause(), new Promise((r) => setTimeout(r, 2000))]);

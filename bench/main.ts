@@ -10,6 +10,7 @@ import { evaluateTargets, markdown, type ReportMeta } from './lib/report.js';
 import { killAllSync, ROOT, stopAll } from './lib/spawn.js';
 import { agentScenario } from './scenarios/agent.js';
 import { detectionScenario } from './scenarios/detection.js';
+import { detectionEtcdScenario } from './scenarios/detection-etcd.js';
 import { fleetScenario } from './scenarios/fleet.js';
 import { redisScenario } from './scenarios/redis.js';
 import { sizeScenario } from './scenarios/size.js';
@@ -31,6 +32,7 @@ const SCENARIOS: Scenario[] = [
   fleetScenario,
   agentScenario,
   detectionScenario,
+  detectionEtcdScenario,
   redisScenario,
   profileHive,
 ];

@@ -82,9 +82,28 @@ export interface FleetSpec {
   runMs: number;
 }
 
+/** The same fleet on etcd: a lease per worker (TTL 2 x interval), a key on each, keep-alives every interval; a watch sees the keys deleted as leases expire. */
+export interface EtcdFleetSpec {
+  addr: string;
+  protoPath: string;
+  count: number;
+  /** Prefix of the keys, one per lease. */
+  prefix: string;
+  intervalMs: number;
+  ttlSeconds: number;
+  conns: number;
+  silence: Array<{ k: number; atMs: number }>;
+  settleMs: number;
+  runMs: number;
+}
+
 export interface StaleMark {
   workerId: string;
-  /** Worker.state_since - Worker.last_seen - 2 x interval, hive clock (ms). */
+  /**
+   * Worker.state_since - Worker.last_seen - 2 x interval, hive clock (ms);
+   * for an etcd lease, the delete's arrival minus the answer to its last
+   * keep-alive minus the TTL (the load generator's clock).
+   */
   lagMs: number;
   silenced: boolean;
   /**
@@ -117,6 +136,8 @@ export type Command =
   | { type: 'heartbeat-all'; addr: string; fleet: DerivedFleet; inFlight: number; conns: number }
   | { type: 'first-heartbeat'; port: number; fleet: DerivedFleet; timeoutMs: number }
   | { type: 'fleet'; spec: FleetSpec }
+  | { type: 'etcd-fleet'; spec: EtcdFleetSpec }
+  | { type: 'etcd-fleet-result' }
   | { type: 'close' };
 
 export type Request = Command & { id: number };

@@ -67,6 +67,18 @@ export function evaluateTargets(results: Map<string, ScenarioResult>): TargetRes
       detail: `${fmt(a.median)} / ${fmt(b.median)}`,
     });
   };
+  /** A ratio of two single values (one measurement each, no spread). */
+  const valueRatio = (id: string, target: string, num: [string, string], den: [string, string], cmp: '>=' | '<=', limit: number) => {
+    const a = value(results, ...num);
+    const b = value(results, ...den);
+    const limitText = `${cmp === '>=' ? '≥' : '≤'} ${limit}x`;
+    if (!a || !b) {
+      out.push({ id, target, value: null, unit: 'x', limit: limitText, status: 'skipped', detail: why(results, num[0], den[0]) });
+      return;
+    }
+    const v = a.v / b.v;
+    out.push({ id, target, value: v, unit: 'x', limit: limitText, status: (cmp === '>=' ? v >= limit : v <= limit) ? 'pass' : 'fail', detail: `${fmt(a.v)} / ${fmt(b.v)}` });
+  };
   const absolute = (id: string, target: string, scenario: string, key: string, cmp: '<=' | '>=', limit: number, unit: string, scale = 1, limitText?: string) => {
     const m = value(results, scenario, key);
     if (!m) {
@@ -93,6 +105,7 @@ export function evaluateTargets(results: Map<string, ScenarioResult>): TargetRes
   ratio('stream-cpu-floor', 'HeartbeatStream server CPU per heartbeat vs no-op floor', ['hive-stream', 'cpuUsPerOp'], ['noop-stream', 'cpuUsPerOp'], '<=', 2.2);
   ratio('unary-throughput', 'Unary Heartbeat throughput vs no-op unary', ['hive-unary', 'opsPerSec'], ['noop-unary', 'opsPerSec'], '>=', 0.8);
   absolute('detection-p99', 'Detection lag p99 (10,000 workers at 1 s, under stream load)', 'detection', 'lagP99Ms', '<=', 100, 'ms');
+  valueRatio('detection-etcd', 'Detection lag p99 vs etcd lease expiry p99 (the same fleet beside its own stream load)', ['detection', 'lagP99Ms'], ['detection-etcd', 'lagP99Ms'], '<=', 1.0);
   absolute('rss-per-worker', 'Hive RSS growth per live worker (100,000 workers)', 'fleet', 'rssPerLiveWorker', '<=', 2048, 'B', 1, '≤ 2 KB');
   absolute('cold-start', 'Cold start, 100,000 workers in PostgreSQL, to first heartbeat', 'fleet', 'coldStartMs', '<=', 3000, 'ms');
   absolute('agent-cpu', 'Agent CPU at a 1 s interval', 'agent', 'cpuPercent', '<=', 1, '% of a core');

@@ -21,6 +21,8 @@ export const PATHS = {
   watchWorkers: '/hive.v1.RegistryService/WatchWorkers',
   leaseGrant: '/etcdserverpb.Lease/LeaseGrant',
   leaseKeepAlive: '/etcdserverpb.Lease/LeaseKeepAlive',
+  kvPut: '/etcdserverpb.KV/Put',
+  watch: '/etcdserverpb.Watch/Watch',
 } as const;
 
 const GIB = 1024n * 1024n * 1024n;

@@ -50,6 +50,27 @@ async function scrape(port: number): Promise<(name: string) => number> {
   }
 }
 
+/** The detection fleet's silences: 1 in 20 workers (at most 500), spread over the fleet, going quiet between 10 s and 15 s into the run. */
+export function fleetSilences(n: number): Array<{ k: number; atMs: number }> {
+  const count = Math.min(500, Math.floor(n / 20));
+  return Array.from({ length: count }, (_, i) => ({ k: Math.floor((i * n) / count), atMs: 10_000 + Math.floor((i * 5000) / count) }));
+}
+
+/**
+ * The lags of the silenced workers' marks, sorted, and the marks of
+ * workers that were not silenced: false (their last heartbeat was sent
+ * under 2 x interval before the mark) or rightly made (the load generator
+ * itself, starved of CPU, sent nothing for that long).
+ */
+export function markStats(result: FleetResult, intervalMs: number) {
+  const lateSender = (m: StaleMark) => (m.sinceSendMs ?? 0) > 2 * intervalMs;
+  return {
+    lags: result.marks.filter((m) => m.silenced).map((m) => m.lagMs).sort((a, b) => a - b),
+    falseMarks: result.marks.filter((m) => !m.silenced && !lateSender(m)).length,
+    lateSenderMarks: result.marks.filter((m) => !m.silenced && lateSender(m)).length,
+  };
+}
+
 export const detectionScenario: Scenario = {
   name: 'detection',
   title: 'detection lag, 10,000 workers at 1 s under stream load',
@@ -81,9 +102,7 @@ export const detectionScenario: Scenario = {
       };
       await load.call<SetupResult>({ type: 'setup', spec }, 300_000);
       await load.call({ type: 'resume', warmupMs: 1000 });
-      const silentCount = Math.min(500, Math.floor(n / 20));
-      // Silences spread over 5 s, starting once the fleet has run 10 s; positions spread over the fleet.
-      const silence = Array.from({ length: silentCount }, (_, i) => ({ k: Math.floor((i * n) / silentCount), atMs: 10_000 + Math.floor((i * 5000) / silentCount) }));
+      const silence = fleetSilences(n);
       const fleetSpec: FleetSpec = { addr: hive.addr, adminToken: hive.adminToken, fleet, intervalMs: 1000, conns: 20, silence, settleMs: 10_000, runMs: 20_000 };
       const c0 = processCpuSeconds(hive.child.pid);
       const t0 = Date.now();
@@ -106,14 +125,8 @@ export const detectionScenario: Scenario = {
       const streamLoad = await measuring;
       const hiveCores = (processCpuSeconds(hive.child.pid) - c0) / ((Date.now() - t0) / 1000);
       await load.call({ type: 'pause' });
-      const lags = result.marks.filter((m) => m.silenced).map((m) => m.lagMs).sort((a, b) => a - b);
+      const { lags, falseMarks, lateSenderMarks } = markStats(result, fleetSpec.intervalMs);
       if (result.missed > 0) ctx.log(`  monitor's last words: ${monitor.tail().split('\n').slice(-12).join(' | ')}`);
-      // A worker the load generator itself left silent for 2 x interval (its
-      // timers starved of CPU) was rightly marked; a false mark is one of a
-      // worker whose heartbeat was sent in time.
-      const lateSender = (m: StaleMark) => (m.sinceSendMs ?? 0) > 2 * fleetSpec.intervalMs;
-      const falseMarks = result.marks.filter((m) => !m.silenced && !lateSender(m)).length;
-      const lateSenderMarks = result.marks.filter((m) => !m.silenced && lateSender(m)).length;
       // What bounds the lag: a mark is applied once the hive has read its
       // sockets up to the deadline, at least a turn of its event loop.
       const loopMs = (q: string) => after(`nodejs_eventloop_lag_${q}_seconds`) * 1000;
@@ -146,7 +159,7 @@ export const detectionScenario: Scenario = {
           marksRefusedHeartbeated: { value: answers.heartbeated ?? NaN, unit: 'calls', note: 'MarkStale calls the hive refused for a heartbeat the monitor had not seen yet' },
         },
         notes: [
-          `${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silentCount} of them go silent (stream left open) between 10 s and 15 s.`,
+          `${n} workers at 1 s (±10% jitter, random phase) over 20 connections, ${silence.length} of them go silent (stream left open) between 10 s and 15 s.`,
           'The monitor starts 3 s after the fleet, beside the running stream load: it watches a registry in steady state.',
         ],
         data: { fleetErrors: result.errors, lastError: result.lastError },
