@@ -4,7 +4,7 @@ import { closeLoadgen, startLoadgen } from '../lib/measure.js';
 import { processCpuSeconds } from '../lib/procfs.js';
 import { etcdMissing, startEtcd } from '../lib/servers.js';
 import { percentile } from '../lib/stats.js';
-import { fleetSilences, markStats } from './detection.js';
+import { fleetSilences, lagValues, markStats } from './detection.js';
 import { ETCD_PROTO } from './throughput.js';
 
 // The industrial peer's detection under the same load: the detection
@@ -64,9 +64,7 @@ export const detectionEtcdScenario: Scenario = {
         status: result.missed > 0 ? 'failed' : 'ok',
         reason: result.missed > 0 ? `${result.missed} silent leases never seen to expire` : undefined,
         values: {
-          lagP50Ms: { value: percentile(lags, 0.5), unit: 'ms' },
-          lagP99Ms: { value: percentile(lags, 0.99), unit: 'ms', note: "the delete's arrival - the last keep-alive's answer - TTL (load generator's clock)" },
-          lagMaxMs: { value: lags.length ? lags[lags.length - 1] : NaN, unit: 'ms' },
+          ...lagValues(lags, "the delete's arrival - the last keep-alive's answer - TTL (load generator's clock)"),
           expired: { value: lags.length, unit: `of ${result.silenced}` },
           falseMarks: { value: falseMarks, unit: 'leases', note: 'leases kept alive under 2 x interval before they expired' },
           lateSenderMarks: { value: lateSenderMarks, unit: 'leases', note: 'not silenced, but the load generator (starved of CPU) sent no keep-alive for 2 x interval' },

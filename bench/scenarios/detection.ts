@@ -71,6 +71,15 @@ export function markStats(result: FleetResult, intervalMs: number) {
   };
 }
 
+/** p50, p99 and the largest of sorted lags, as result values. */
+export function lagValues(lags: number[], how: string) {
+  return {
+    lagP50Ms: { value: percentile(lags, 0.5), unit: 'ms' },
+    lagP99Ms: { value: percentile(lags, 0.99), unit: 'ms', note: how },
+    lagMaxMs: { value: lags.length ? lags[lags.length - 1] : NaN, unit: 'ms' },
+  };
+}
+
 export const detectionScenario: Scenario = {
   name: 'detection',
   title: 'detection lag, 10,000 workers at 1 s under stream load',
@@ -142,9 +151,7 @@ export const detectionScenario: Scenario = {
         status: result.missed > 0 || falseMarks > 0 ? 'failed' : 'ok',
         reason: result.missed > 0 || falseMarks > 0 ? `${result.missed} silent workers never marked stale, ${falseMarks} heartbeating workers marked stale` : undefined,
         values: {
-          lagP50Ms: { value: percentile(lags, 0.5), unit: 'ms' },
-          lagP99Ms: { value: percentile(lags, 0.99), unit: 'ms', note: 'state_since - last_seen - 2 x interval (hive clock)' },
-          lagMaxMs: { value: lags.length ? lags[lags.length - 1] : NaN, unit: 'ms' },
+          ...lagValues(lags, 'state_since - last_seen - 2 x interval (hive clock)'),
           marked: { value: lags.length, unit: `of ${result.silenced}` },
           falseMarks: { value: falseMarks, unit: 'workers', note: 'heartbeating workers marked stale: their last heartbeat was sent under 2 x interval before the mark' },
           lateSenderMarks: { value: lateSenderMarks, unit: 'workers', note: 'not silenced, but the load generator (starved of CPU) sent nothing for 2 x interval: rightly marked' },
