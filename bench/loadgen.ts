@@ -117,6 +117,26 @@ class Driver {
 
 let driver: Driver | null = null;
 
+/** The etcd methods the load generator calls, from the vendored proto (int64 as decimal strings). */
+function etcdMethods(protoPath: string) {
+  const def = protoLoader.loadSync(protoPath, { longs: String, enums: String, defaults: true });
+  const method = (service: string, name: string) => (def[`etcdserverpb.${service}`] as grpc.ServiceDefinition)[name];
+  return { grant: method('Lease', 'LeaseGrant'), keep: method('Lease', 'LeaseKeepAlive'), put: method('KV', 'Put'), watch: method('Watch', 'Watch') };
+}
+
+async function grantLease(conn: grpc.Client, grant: grpc.MethodDefinition<unknown, unknown>, ttlSeconds: number): Promise<{ ID: string; TTL: string }> {
+  const res = await unary<unknown, { ID: string; TTL: string; error: string }>(
+    conn,
+    PATHS.leaseGrant,
+    grant.requestSerialize as (r: unknown) => Buffer,
+    grant.responseDeserialize as (b: Buffer) => { ID: string; TTL: string; error: string },
+    { TTL: ttlSeconds },
+    new grpc.Metadata(),
+  );
+  if (res.error) throw new Error(`LeaseGrant: ${res.error}`);
+  return res;
+}
+
 async function hiveMembers(spec: LoadSpec, conns: grpc.Client[]): Promise<Member[]> {
   const src = spec.hive!.workers;
   if (src.mode === 'derived') return fleetMembers(src);
@@ -149,22 +169,10 @@ async function setup(spec: LoadSpec): Promise<SetupResult> {
   const result: SetupResult = { setupMs: 0 };
 
   if (spec.target === 'etcd') {
-    const def = protoLoader.loadSync(spec.etcd!.protoPath, { longs: String, enums: String, defaults: true });
-    const lease = def['etcdserverpb.Lease'] as grpc.ServiceDefinition;
-    const grant = lease.LeaseGrant;
-    const keep = lease.LeaseKeepAlive;
+    const { grant, keep } = etcdMethods(spec.etcd!.protoPath);
     const ids: string[] = new Array(spec.concurrency);
     await pool(ids, 64, async (_, i) => {
-      const res = await unary<unknown, { ID: string; error: string }>(
-        conns[i % conns.length],
-        PATHS.leaseGrant,
-        grant.requestSerialize as (r: unknown) => Buffer,
-        grant.responseDeserialize as (b: Buffer) => { ID: string; error: string },
-        { TTL: spec.etcd!.ttlSeconds },
-        new grpc.Metadata(),
-      );
-      if (res.error) throw new Error(`LeaseGrant: ${res.error}`);
-      ids[i] = res.ID;
+      ids[i] = (await grantLease(conns[i % conns.length], grant, spec.etcd!.ttlSeconds)).ID;
     });
     for (let i = 0; i < spec.concurrency; i++) {
       const id = ids[i];
@@ -432,7 +440,8 @@ function agentBeats(count: number, spec: Silences, started: number, send: (k: nu
 }
 
 /** Waits until every silenced member is marked and the run's length has passed, or two intervals and the settle time after the last silence. */
-async function untilMarked(spec: Silences, started: number, allMarked: () => boolean): Promise<void> {
+async function untilMarked(spec: Silences, started: number, marks: Map<string, StaleMark>, silencedIds: Set<string>): Promise<void> {
+  const allMarked = () => [...silencedIds].every((id) => marks.has(id));
   const lastSilence = Math.max(0, ...spec.silence.map((s) => s.atMs));
   const until = Math.max(spec.runMs, lastSilence + 2 * spec.intervalMs + spec.settleMs);
   while (Date.now() - started < until) {
@@ -501,7 +510,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   const seqs = new Uint32Array(members.length);
   sends = agentBeats(members.length, spec, started, (k, written) => calls[k].write(frames[k].stream(++seqs[k]), written));
 
-  await untilMarked(spec, started, () => [...silencedIds].every((id) => marks.has(id)));
+  await untilMarked(spec, started, marks, silencedIds);
   sends.stop();
   calls.forEach((c) => c.cancel());
   watch.cancel();
@@ -521,13 +530,8 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
  * the delete's own transit errs against it).
  */
 async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<FleetResult> {
-  const def = protoLoader.loadSync(spec.protoPath, { longs: String, enums: String, defaults: true });
-  const method = (service: string, name: string) => (def[`etcdserverpb.${service}`] as grpc.ServiceDefinition)[name];
-  const [grant, keep, put, watchMethod] = [method('Lease', 'LeaseGrant'), method('Lease', 'LeaseKeepAlive'), method('KV', 'Put'), method('Watch', 'Watch')];
-  const call = <Res>(m: grpc.MethodDefinition<unknown, unknown>, path: string, k: number, req: unknown) =>
-    unary<unknown, Res>(conns[k % conns.length], path, m.requestSerialize as (r: unknown) => Buffer, m.responseDeserialize as (b: Buffer) => Res, req, new grpc.Metadata());
+  const m = etcdMethods(spec.protoPath);
   const conns = clients(spec.addr, spec.conns);
-  const ids: string[] = new Array(spec.count);
   const frames: Buffer[] = new Array(spec.count);
   const silencedIds = new Set(spec.silence.map((s) => String(s.k)));
   const marks = new Map<string, StaleMark>();
@@ -542,75 +546,79 @@ async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<Fle
     errors++;
     lastError = `${what}: ${err.message}`;
   };
-
-  // The range [prefix, prefix with its last byte + 1): every key of the fleet.
-  const end = Buffer.from(spec.prefix);
-  end[end.length - 1]++;
-  const watch = conns[0].makeBidiStreamRequest(PATHS.watch, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
-  const created = new Promise<void>((resolve) => {
-    watch.on('data', (buf: Buffer) => {
-      const now = Date.now();
-      const res = watchMethod.responseDeserialize(buf) as { created: boolean; events: Array<{ type: string; kv: { key: Buffer } | null }> };
-      if (res.created) resolve();
-      for (const e of res.events) {
-        if (e.type !== 'DELETE' || !e.kv) continue;
-        const id = e.kv.key.subarray(spec.prefix.length).toString();
-        const k = Number(id);
-        if (marks.has(id)) continue;
-        const silenced = silencedIds.has(id);
-        marks.set(id, { workerId: id, lagMs: now - lastAnswer[k] - ttlMs, silenced, sinceSendMs: silenced || !sends ? undefined : now - sends.lastSendBefore(k, now) });
-      }
-    });
-  });
-  watch.on('error', onError('watch'));
-  watch.write(watchMethod.requestSerialize({ createRequest: { key: Buffer.from(spec.prefix), rangeEnd: end, filters: ['NOPUT'] } }) as Buffer);
-  await created;
-
   // A stream per lease, as each worker would be its own etcd client: etcd
   // holds every keep-alive on a stream behind one for an expired lease
   // until that lease is revoked, so leases sharing a stream fall together.
-  const streams: grpc.ClientDuplexStream<Buffer, Buffer>[] = new Array(spec.count);
-  const openStream = (k: number) => {
-    const s = conns[k % conns.length].makeBidiStreamRequest(PATHS.leaseKeepAlive, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
-    s.on('data', (buf: Buffer) => {
-      if (Number((keep.responseDeserialize(buf) as { TTL: string }).TTL) <= 0) return;
-      lastAnswer[k] = Date.now();
-      beats++;
-    });
-    s.on('error', onError('keep-alive'));
-    streams[k] = s;
-  };
-  const keepAlive = (k: number, written?: () => void) => streams[k].write(frames[k], written);
-
-  // Granting 10,000 leases takes longer than their TTL: those granted are
-  // kept alive four times a TTL until the fleet beats on its own timers.
-  const granted: number[] = [];
-  const meanwhile = setInterval(() => granted.forEach((k) => keepAlive(k)), ttlMs / 4);
+  const streams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+  const watch = conns[0].makeBidiStreamRequest(PATHS.watch, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
+  let meanwhile: NodeJS.Timeout | undefined;
   try {
-    await pool(ids, 64, async (_, k) => {
-      const res = await call<{ ID: string; TTL: string; error: string }>(grant, PATHS.leaseGrant, k, { TTL: spec.ttlSeconds });
-      if (res.error) throw new Error(`LeaseGrant: ${res.error}`);
-      ids[k] = res.ID;
-      frames[k] = keep.requestSerialize({ ID: res.ID }) as Buffer;
-      openStream(k);
-      ttlMs = Number(res.TTL) * 1000; // etcd raises a TTL under its minimum
-      granted.push(k);
-      await call(put, PATHS.kvPut, k, { key: Buffer.from(`${spec.prefix}${k}`), value: Buffer.alloc(0), lease: res.ID });
+    const created = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('etcd did not create the watch within 10 s')), 10_000);
+      watch.on('data', (buf: Buffer) => {
+        const now = Date.now();
+        const res = m.watch.responseDeserialize(buf) as { created: boolean; canceled: boolean; cancelReason: string; events: Array<{ type: string; kv: { key: Buffer } | null }> };
+        if (res.canceled) reject(new Error(`etcd canceled the watch: ${res.cancelReason}`));
+        if (res.created) {
+          clearTimeout(timer);
+          resolve();
+        }
+        for (const e of res.events) {
+          if (e.type !== 'DELETE' || !e.kv) continue;
+          const id = e.kv.key.subarray(spec.prefix.length).toString();
+          const k = Number(id);
+          if (marks.has(id)) continue;
+          const silenced = silencedIds.has(id);
+          marks.set(id, { workerId: id, lagMs: now - lastAnswer[k] - ttlMs, silenced, sinceSendMs: silenced || !sends ? undefined : now - sends.lastSendBefore(k, now) });
+        }
+      });
+      watch.on('error', (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+        onError('watch')(err);
+      });
     });
+    // The range [prefix, prefix with its last byte + 1): every key of the fleet.
+    const end = Buffer.from(spec.prefix);
+    end[end.length - 1]++;
+    watch.write(m.watch.requestSerialize({ createRequest: { key: Buffer.from(spec.prefix), rangeEnd: end, filters: ['NOPUT'] } }) as Buffer);
+    await created;
+
+    const keepAlive = (k: number, written?: () => void) => streams[k].write(frames[k], written);
+    // Granting 10,000 leases takes longer than their TTL: those granted are
+    // kept alive four times a TTL until the fleet beats on its own timers.
+    const granted: number[] = [];
+    meanwhile = setInterval(() => granted.forEach((k) => keepAlive(k)), ttlMs / 4);
+    await pool(frames, 64, async (_, k) => {
+      const conn = conns[k % conns.length];
+      const lease = await grantLease(conn, m.grant, spec.ttlSeconds);
+      ttlMs = Number(lease.TTL) * 1000; // etcd raises a TTL under its minimum
+      frames[k] = m.keep.requestSerialize({ ID: lease.ID }) as Buffer;
+      const s = conn.makeBidiStreamRequest(PATHS.leaseKeepAlive, identity, identity, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
+      s.on('data', (buf: Buffer) => {
+        if (Number((m.keep.responseDeserialize(buf) as { TTL: string }).TTL) <= 0) return;
+        lastAnswer[k] = Date.now();
+        beats++;
+      });
+      s.on('error', onError('keep-alive'));
+      streams[k] = s;
+      granted.push(k);
+      await unary(conn, PATHS.kvPut, m.put.requestSerialize as (r: unknown) => Buffer, m.put.responseDeserialize, { key: Buffer.from(`${spec.prefix}${k}`), value: Buffer.alloc(0), lease: lease.ID }, new grpc.Metadata());
+    });
+    clearInterval(meanwhile);
+    const started = Date.now();
+    beats = 0;
+    sends = agentBeats(spec.count, spec, started, keepAlive);
+    ready();
+    await untilMarked(spec, started, marks, silencedIds);
+    return fleetResult(beats, errors, lastError, marks, silencedIds);
   } finally {
     clearInterval(meanwhile);
+    sends?.stop();
+    streams.forEach((s) => s?.cancel());
+    watch.cancel();
+    conns.forEach((c) => c.close());
   }
-  const started = Date.now();
-  beats = 0;
-  sends = agentBeats(spec.count, spec, started, keepAlive);
-  ready();
-
-  await untilMarked(spec, started, () => [...silencedIds].every((id) => marks.has(id)));
-  sends.stop();
-  streams.forEach((s) => s.cancel());
-  watch.cancel();
-  conns.forEach((c) => c.close());
-  return fleetResult(beats, errors, lastError, marks, silencedIds);
 }
 
 let etcdFleet: Promise<FleetResult> | null = null;

@@ -36,7 +36,7 @@ export const ALWAYS_READ: ReadThrough = {
 export interface LoopTurnOptions {
   /** How often the ticker runs (ms). */
   tickMs?: number;
-  /** Told how long each wait lasted (clock ms): what reading up to a deadline cost a stale mark. */
+  /** Told how long each wait lasted (clock ms): what reading up to a deadline cost a stale mark. Not for waits let go by stop(). */
   onWaited?: (ms: number) => void;
 }
 
@@ -46,7 +46,7 @@ export function watchLoopTurns(clock: Clock, { tickMs = TICK_MS, onWaited }: Loo
   let current = ended;
   /** Ticks so far: a wait that began before tick n is over once tick n + 1 has run (turn n has ended). */
   let ticks = 0;
-  let waiting: Array<{ at: number; tick: number; resolve: () => void }> = [];
+  let waiting: Array<{ at: number; tick: number; since: number; resolve: () => void }> = [];
   const ticker = setInterval(() => {
     // Timers run first in a turn: the previous turn has ended.
     ended = current;
@@ -55,8 +55,10 @@ export function watchLoopTurns(clock: Clock, { tickMs = TICK_MS, onWaited }: Loo
     if (waiting.length === 0) return;
     const still: typeof waiting = [];
     for (const w of waiting) {
-      if (w.at <= ended || ticks >= w.tick + 2) w.resolve();
-      else still.push(w);
+      if (w.at <= ended || ticks >= w.tick + 2) {
+        onWaited?.(Math.max(0, current - w.since));
+        w.resolve();
+      } else still.push(w);
     }
     waiting = still;
   }, tickMs);
@@ -68,9 +70,7 @@ export function watchLoopTurns(clock: Clock, { tickMs = TICK_MS, onWaited }: Loo
     readThrough,
     untilRead(at) {
       if (readThrough(at)) return Promise.resolve();
-      const since = clock.now();
-      const done = onWaited ? () => onWaited(Math.max(0, clock.now() - since)) : undefined;
-      return new Promise<void>((resolve) => waiting.push({ at, tick: ticks, resolve: done ? () => (done(), resolve()) : resolve }));
+      return new Promise<void>((resolve) => waiting.push({ at, tick: ticks, since: clock.now(), resolve }));
     },
     stop() {
       stopped = true;

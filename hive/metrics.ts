@@ -120,7 +120,7 @@ export function createHiveMetrics(prom: PromRegistry, hive: () => Registry | und
   const handled = handling.labels();
   const markWait = new Histogram({
     name: 'hive_stale_mark_read_wait_seconds',
-    help: 'Time a stale mark that came just past its deadline waited for the hive to read its sockets up to the deadline (until a turn of the event loop begun after it had ended).',
+    help: 'Each wait of a stale mark that came just past its deadline for the hive to read its sockets up to the deadline (until a turn of the event loop begun after it had ended).',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [prom],
   });

@@ -69,8 +69,10 @@ export function evaluateTargets(results: Map<string, ScenarioResult>): TargetRes
   };
   /** A ratio of two single values (one measurement each, no spread). */
   const valueRatio = (id: string, target: string, num: [string, string], den: [string, string], cmp: '>=' | '<=', limit: number) => {
-    const a = value(results, ...num);
-    const b = value(results, ...den);
+    // Both runs must have held: a failed one's figure covers only part of its fleet.
+    const ok = (name: string) => results.get(name)?.status === 'ok';
+    const a = ok(num[0]) ? value(results, ...num) : null;
+    const b = ok(den[0]) ? value(results, ...den) : null;
     const limitText = `${cmp === '>=' ? '≥' : '≤'} ${limit}x`;
     if (!a || !b) {
       out.push({ id, target, value: null, unit: 'x', limit: limitText, status: 'skipped', detail: why(results, num[0], den[0]) });

@@ -15,6 +15,8 @@ import { ETCD_PROTO } from './throughput.js';
 // the keys reports each expiry. No monitor and no PostgreSQL run beside
 // it: etcd is the whole of its detection.
 
+const INTERVAL_MS = 1000;
+
 export const detectionEtcdScenario: Scenario = {
   name: 'detection-etcd',
   title: 'etcd lease expiry lag, the same fleet under the same stream load',
@@ -23,10 +25,14 @@ export const detectionEtcdScenario: Scenario = {
     const missing = etcdMissing();
     if (missing) throw new Skip(`skipped: ${missing}`);
     const n = ctx.opts.detectionWorkers;
+    const started: Array<{ stop(): Promise<void> }> = [];
     const etcd = await startEtcd();
-    const load = await startLoadgen('loadgen-stream');
-    const fleetGen = await startLoadgen('loadgen-fleet');
+    started.push(etcd);
     try {
+      const load = await startLoadgen('loadgen-stream');
+      started.push({ stop: () => closeLoadgen(load) });
+      const fleetGen = await startLoadgen('loadgen-fleet');
+      started.push({ stop: () => closeLoadgen(fleetGen) });
       const spec: LoadSpec = { target: 'etcd', addr: etcd.addr, mode: 'stream', concurrency: ctx.opts.streams, conns: ctx.opts.conns, etcd: { protoPath: ETCD_PROTO, ttlSeconds: 60 } };
       await load.call({ type: 'setup', spec }, 300_000);
       const fleetSpec: EtcdFleetSpec = {
@@ -34,8 +40,9 @@ export const detectionEtcdScenario: Scenario = {
         protoPath: ETCD_PROTO,
         count: n,
         prefix: 'bench-d/',
-        intervalMs: 1000,
-        ttlSeconds: 2,
+        intervalMs: INTERVAL_MS,
+        // The hive's deadline: 2 x interval.
+        ttlSeconds: Math.ceil((2 * INTERVAL_MS) / 1000),
         conns: 20,
         silence: fleetSilences(n),
         settleMs: 10_000,
@@ -73,15 +80,13 @@ export const detectionEtcdScenario: Scenario = {
           etcdCores: { value: etcdCores, unit: 'cores' },
         },
         notes: [
-          `${n} leases (TTL ${fleetSpec.ttlSeconds} s) kept alive every 1 s (±10% jitter, random phase) over 20 connections, one LeaseKeepAlive stream each; ${fleetSpec.silence.length} of them go silent between 10 s and 15 s.`,
+          `${n} leases (TTL ${fleetSpec.ttlSeconds} s) kept alive every ${INTERVAL_MS / 1000} s (±10% jitter, random phase) over 20 connections, one LeaseKeepAlive stream each; ${fleetSpec.silence.length} of them go silent between 10 s and 15 s.`,
           "etcd's events carry no time: a lag is read on the load generator's clock, from the answer to the last keep-alive (after the renewal: in etcd's favour) to the delete's arrival (after the revocation: against it).",
         ],
         data: { fleetErrors: result.errors, lastError: result.lastError },
       };
     } finally {
-      await closeLoadgen(load);
-      await closeLoadgen(fleetGen);
-      await etcd.stop();
+      for (const p of started.reverse()) await p.stop();
     }
   },
 };

@@ -140,13 +140,13 @@ export const detectionScenario: Scenario = {
       // sockets up to the deadline, at least a turn of its event loop.
       const loopMs = (q: string) => after(`nodejs_eventloop_lag_${q}_seconds`) * 1000;
       const waits = after('hive_stale_mark_read_wait_seconds_count') - before('hive_stale_mark_read_wait_seconds_count');
-      const waitMeanMs = waits > 0 ? ((after('hive_stale_mark_read_wait_seconds_sum') - before('hive_stale_mark_read_wait_seconds_sum')) / waits) * 1000 : 0;
+      const waitMeanMs = !Number.isFinite(waits) ? NaN : waits > 0 ? ((after('hive_stale_mark_read_wait_seconds_sum') - before('hive_stale_mark_read_wait_seconds_sum')) / waits) * 1000 : 0;
       ctx.log(
         `  detection: ${lags.length}/${result.silenced} silent workers marked, p50 ${percentile(lags, 0.5).toFixed(0)} ms, p99 ${percentile(lags, 0.99).toFixed(0)} ms, ` +
           `${falseMarks} false marks (${lateSenderMarks} more of workers the load generator sent late), stream load ${Math.round(streamLoad.opsPerSec)} ops/s beside it, hive ${hiveCores.toFixed(2)} cores; ` +
           `mark calls: ${Object.entries(answers).map(([k, v]) => `${v} ${k}`).join(', ') || 'not read'}`,
       );
-      ctx.log(`  the hive's event-loop delay over the run: p50 ${loopMs('p50').toFixed(0)} ms, p99 ${loopMs('p99').toFixed(0)} ms, max ${loopMs('max').toFixed(0)} ms; ${waits} marks waited for it to read up to their deadline, ${waitMeanMs.toFixed(0)} ms on average`);
+      ctx.log(`  the hive's event-loop delay over the run: p50 ${loopMs('p50').toFixed(0)} ms, p99 ${loopMs('p99').toFixed(0)} ms, max ${loopMs('max').toFixed(0)} ms; ${waits} waits of marks for it to read up to their deadline, ${waitMeanMs.toFixed(0)} ms on average`);
       return {
         status: result.missed > 0 || falseMarks > 0 ? 'failed' : 'ok',
         reason: result.missed > 0 || falseMarks > 0 ? `${result.missed} silent workers never marked stale, ${falseMarks} heartbeating workers marked stale` : undefined,
@@ -161,7 +161,7 @@ export const detectionScenario: Scenario = {
           hiveLoopDelayP50Ms: { value: loopMs('p50'), unit: 'ms', note: "the hive's event-loop delay (prom-client, 10 ms timer) from the monitor's start to the fleet's end: about the length of a turn" },
           hiveLoopDelayP99Ms: { value: loopMs('p99'), unit: 'ms' },
           hiveLoopDelayMaxMs: { value: loopMs('max'), unit: 'ms' },
-          marksWaitedForRead: { value: waits, unit: 'marks', note: 'marks that came just past the deadline and waited for the hive to read its sockets up to it (hive_stale_mark_read_wait_seconds)' },
+          marksWaitedForRead: { value: waits, unit: 'waits', note: 'waits of marks that came just past the deadline for the hive to read its sockets up to it (hive_stale_mark_read_wait_seconds; a mark refused meanwhile counts too)' },
           markReadWaitMeanMs: { value: waitMeanMs, unit: 'ms' },
           marksRefusedHeartbeated: { value: answers.heartbeated ?? NaN, unit: 'calls', note: 'MarkStale calls the hive refused for a heartbeat the monitor had not seen yet' },
         },
