@@ -12,7 +12,7 @@ import {
   WorkerState,
 } from '../gen/hive/v1/registry_pb.js';
 import { fleetMembers, type DerivedFleet } from './lib/fleet.js';
-import type { Command, EtcdFleetSpec, FirstBeatResult, FleetResult, FleetSpec, LoadSpec, MeasureResult, OnceResult, Reply, Request, SetupResult, StaleMark } from './lib/ipc.js';
+import type { Command, EtcdFleetSpec, FirstBeatResult, FleetResult, FleetSpec, FleetTiming, LoadSpec, MeasureResult, OnceResult, Reply, Request, SetupResult, StaleMark } from './lib/ipc.js';
 import { percentile, Reservoir } from './lib/stats.js';
 import { ackSeqOfStream, bearer, clients, framesFor, HeartbeatFrames, identity, PATHS, pool, realisticHeartbeat, serializer, unary } from './lib/wire.js';
 
@@ -399,12 +399,20 @@ async function firstHeartbeat(port: number, fleet: DerivedFleet, timeoutMs: numb
 
 const tsMs = (t: { seconds: bigint; nanos: number } | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : NaN);
 
-/** What both fleets (hive and etcd) share: the timing of the sends, the silences, the wait for the marks. */
-interface Silences {
-  intervalMs: number;
-  silence: Array<{ k: number; atMs: number }>;
-  settleMs: number;
-  runMs: number;
+/** What a fleet counts: answers to its beats, errors (not the cancels that end it), the last error. */
+class Tally {
+  beats = 0;
+  errors = 0;
+  lastError: string | null = null;
+  readonly onError = (what: string) => (err: Error) => {
+    if (/cancel/i.test(err.message)) return;
+    this.errors++;
+    this.lastError = `${what}: ${err.message}`;
+  };
+
+  result(marks: Map<string, StaleMark>, silencedIds: Set<string>): FleetResult {
+    return { beats: this.beats, errors: this.errors, lastError: this.lastError, marks: [...marks.values()], silenced: silencedIds.size, missed: [...silencedIds].filter((id) => !marks.has(id)).length };
+  }
 }
 
 /**
@@ -414,7 +422,7 @@ interface Silences {
  * connection has it; the last two of those times per member are kept,
  * enough to find the last one before a mark the watch reports at once.
  */
-function agentBeats(count: number, spec: Silences, started: number, send: (k: number, written: () => void) => void) {
+function agentBeats(count: number, spec: FleetTiming, started: number, send: (k: number, written: () => void) => void) {
   const silenced = new Map<number, number>(spec.silence.map((s) => [s.k, s.atMs]));
   const sentAt = new Float64Array(count * 2);
   const timers: NodeJS.Timeout[] = new Array(count);
@@ -440,7 +448,7 @@ function agentBeats(count: number, spec: Silences, started: number, send: (k: nu
 }
 
 /** Waits until every silenced member is marked and the run's length has passed, or two intervals and the settle time after the last silence. */
-async function untilMarked(spec: Silences, started: number, marks: Map<string, StaleMark>, silencedIds: Set<string>): Promise<void> {
+async function untilMarked(spec: FleetTiming, started: number, marks: Map<string, StaleMark>, silencedIds: Set<string>): Promise<void> {
   const allMarked = () => [...silencedIds].every((id) => marks.has(id));
   const lastSilence = Math.max(0, ...spec.silence.map((s) => s.atMs));
   const until = Math.max(spec.runMs, lastSilence + 2 * spec.intervalMs + spec.settleMs);
@@ -448,10 +456,6 @@ async function untilMarked(spec: Silences, started: number, marks: Map<string, S
     await new Promise((r) => setTimeout(r, 250));
     if (Date.now() - started > lastSilence + 2 * spec.intervalMs && allMarked() && Date.now() - started >= spec.runMs) break;
   }
-}
-
-function fleetResult(beats: number, errors: number, lastError: string | null, marks: Map<string, StaleMark>, silencedIds: Set<string>): FleetResult {
-  return { beats, errors, lastError, marks: [...marks.values()], silenced: silencedIds.size, missed: [...silencedIds].filter((id) => !marks.has(id)).length };
 }
 
 /**
@@ -465,9 +469,7 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   const silencedIds = new Set(spec.silence.map((s) => members[s.k].workerId));
   const marks = new Map<string, StaleMark>();
   const indexOf = new Map(members.map((m, k) => [m.workerId, k]));
-  let beats = 0;
-  let errors = 0;
-  let lastError: string | null = null;
+  const tally = new Tally();
   const calls: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
   const started = Date.now();
   let sends: ReturnType<typeof agentBeats> | null = null;
@@ -493,18 +495,14 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
     }
   });
   watch.on('error', (err: Error) => {
-    if (!/cancel/i.test(err.message)) lastError = `watch: ${err.message}`;
+    if (!/cancel/i.test(err.message)) tally.lastError = `watch: ${err.message}`;
   });
 
   const frames = members.map((m, k) => {
     const call = conns[k % conns.length].makeBidiStreamRequest(PATHS.heartbeatStream, identity, identity, bearer(m.token), {}) as grpc.ClientDuplexStream<Buffer, Buffer>;
     calls.push(call);
-    call.on('data', () => void beats++);
-    call.on('error', (err: Error) => {
-      if (/cancel/i.test(err.message)) return;
-      errors++;
-      lastError = err.message;
-    });
+    call.on('data', () => void tally.beats++);
+    call.on('error', tally.onError('stream'));
     return framesFor('agent', m.workerId, sessionId(), m.index);
   });
   const seqs = new Uint32Array(members.length);
@@ -515,15 +513,15 @@ async function runFleet(spec: FleetSpec): Promise<FleetResult> {
   calls.forEach((c) => c.cancel());
   watch.cancel();
   conns.forEach((c) => c.close());
-  return fleetResult(beats, errors, lastError, marks, silencedIds);
+  return tally.result(marks, silencedIds);
 }
 
 /**
  * The same fleet on etcd, the way a service registers itself there: a
  * lease per member (TTL 2 x interval), a key on it, a keep-alive every
  * interval over the member's own LeaseKeepAlive stream (10,000 streams
- * over 20 connections, like the hive's fleet). etcd revokes an expired lease and deletes its key; a
- * watch of the keys reports it. etcd's events carry no time, so a lag is
+ * over 20 connections, like the hive's fleet). etcd revokes an expired
+ * lease and deletes its key; a watch of the keys reports it. etcd's events carry no time, so a lag is
  * read on this process's clock: the delete's arrival minus the answer to
  * the member's last keep-alive minus the TTL (the renewal happened before
  * its answer came, so this errs in etcd's favour by that answer's transit;
@@ -537,15 +535,8 @@ async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<Fle
   const marks = new Map<string, StaleMark>();
   const lastAnswer = new Float64Array(spec.count);
   let ttlMs = spec.ttlSeconds * 1000;
-  let beats = 0;
-  let errors = 0;
-  let lastError: string | null = null;
+  const tally = new Tally();
   let sends: ReturnType<typeof agentBeats> | null = null;
-  const onError = (what: string) => (err: Error) => {
-    if (/cancel/i.test(err.message)) return;
-    errors++;
-    lastError = `${what}: ${err.message}`;
-  };
   // A stream per lease, as each worker would be its own etcd client: etcd
   // holds every keep-alive on a stream behind one for an expired lease
   // until that lease is revoked, so leases sharing a stream fall together.
@@ -575,7 +566,7 @@ async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<Fle
       watch.on('error', (err: Error) => {
         clearTimeout(timer);
         reject(err);
-        onError('watch')(err);
+        tally.onError('watch')(err);
       });
     });
     // The range [prefix, prefix with its last byte + 1): every key of the fleet.
@@ -598,20 +589,20 @@ async function runEtcdFleet(spec: EtcdFleetSpec, ready: () => void): Promise<Fle
       s.on('data', (buf: Buffer) => {
         if (Number((m.keep.responseDeserialize(buf) as { TTL: string }).TTL) <= 0) return;
         lastAnswer[k] = Date.now();
-        beats++;
+        tally.beats++;
       });
-      s.on('error', onError('keep-alive'));
+      s.on('error', tally.onError('keep-alive'));
       streams[k] = s;
       granted.push(k);
       await unary(conn, PATHS.kvPut, m.put.requestSerialize as (r: unknown) => Buffer, m.put.responseDeserialize, { key: Buffer.from(`${spec.prefix}${k}`), value: Buffer.alloc(0), lease: lease.ID }, new grpc.Metadata());
     });
     clearInterval(meanwhile);
     const started = Date.now();
-    beats = 0;
+    tally.beats = 0;
     sends = agentBeats(spec.count, spec, started, keepAlive);
     ready();
     await untilMarked(spec, started, marks, silencedIds);
-    return fleetResult(beats, errors, lastError, marks, silencedIds);
+    return tally.result(marks, silencedIds);
   } finally {
     clearInterval(meanwhile);
     sends?.stop();

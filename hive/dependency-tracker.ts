@@ -64,8 +64,11 @@ export function createDependencyTracker(deps: DependencyTrackerDeps) {
       for (const w of registry.workers.values()) seen.set(w.workerId, { state: w.state, labels: w.labels, dependsOn: w.dependsOn });
     };
     try {
-      for (const w of registry.workers.values()) if (hasDependencies(w)) tracking = true;
-      if (tracking) track();
+      for (const w of registry.workers.values()) {
+        if (!hasDependencies(w)) continue;
+        track();
+        break;
+      }
       recompute();
       while (!stopCtl.signal.aborted && !sub.closed) {
         await sub.waitForChanges(stopCtl.signal);

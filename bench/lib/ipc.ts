@@ -69,10 +69,9 @@ export interface FirstBeatResult {
   attempts: number;
 }
 
-export interface FleetSpec {
+/** How a detection fleet beats and falls silent (the hive's and etcd's alike). */
+export interface FleetTiming {
   addr: string;
-  adminToken: string;
-  fleet: DerivedFleet;
   intervalMs: number;
   conns: number;
   /** Workers (by position in the fleet) that go silent, and when (ms after the fleet started). */
@@ -82,19 +81,18 @@ export interface FleetSpec {
   runMs: number;
 }
 
+export interface FleetSpec extends FleetTiming {
+  adminToken: string;
+  fleet: DerivedFleet;
+}
+
 /** The same fleet on etcd: a lease per worker (TTL 2 x interval), a key on each, keep-alives every interval; a watch sees the keys deleted as leases expire. */
-export interface EtcdFleetSpec {
-  addr: string;
+export interface EtcdFleetSpec extends FleetTiming {
   protoPath: string;
   count: number;
   /** Prefix of the keys, one per lease. */
   prefix: string;
-  intervalMs: number;
   ttlSeconds: number;
-  conns: number;
-  silence: Array<{ k: number; atMs: number }>;
-  settleMs: number;
-  runMs: number;
 }
 
 export interface StaleMark {
